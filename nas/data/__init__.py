@@ -1,0 +1,12 @@
+"""Turns every data source into a ``Dataset``: fixed, seeded, normalised splits.
+
+Sources: scikit-learn's digits, Fashion-MNIST (TFDS-prepared or Debian's IDX
+files), any prepared TFDS dataset, class-per-folder images and ``.npz`` files.
+Nothing is ever downloaded. This package imports nothing else from ``nas``.
+"""
+
+from nas.data.dataset import Dataset
+from nas.data.errors import DatasetError
+from nas.data.load import load_dataset
+
+__all__ = ["Dataset", "DatasetError", "load_dataset"]

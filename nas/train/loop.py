@@ -1,0 +1,400 @@
+"""On-device training: one jitted epoch is a `lax.scan` over shuffled batches.
+
+The whole split lives on the device; a step gathers its batch by index. A
+population of K candidates that share an architecture trains as one program:
+the epoch function is vmapped over stacked parameters, optimiser states
+(which hold each member's learning rate and weight decay) and PRNG keys.
+A single candidate runs the same epoch function without vmap.
+
+Per epoch, the step also collects cheap feedback for DREAM-style monitors:
+per-layer gradient norms, the fraction of ReLU units with zero gradient, and
+whether the loss or weights went non-finite. A candidate whose loss or
+weights go non-finite is frozen and reported as ``diverged``; it never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nas.compile import FEEDBACK, ArchModule, init_variables, to_flax
+from nas.data import Dataset
+from nas.ir import Arch
+from nas.train.config import TrainConfig
+from nas.train.optim import make_optimizer
+
+DONE, DIVERGED = "done", "diverged"
+
+
+class DeviceSplits(NamedTuple):
+    """A dataset's splits as device arrays (put there once, shared by all trials)."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_val: jax.Array
+    y_val: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+
+def to_device(dataset: Dataset) -> DeviceSplits:
+    return DeviceSplits(*(jnp.asarray(a) for a in (
+        dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val, dataset.x_test, dataset.y_test)))
+
+
+class CandidateState(NamedTuple):
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What one candidate's training produced.
+
+    Attributes:
+      status: ``done`` or ``diverged``.
+      epochs: epochs actually trained (early stopping and divergence end sooner).
+      best_epoch: 1-based epoch of the best validation score (0: none finite).
+      best_val_score: validation accuracy, or minus validation MSE for
+        regression (higher is better either way).
+      best_val_metrics: validation loss and accuracy/MSE at `best_epoch`.
+      history: per epoch: train and validation metrics, lr multiplier, seconds.
+      feedback: per epoch: ``grad_norm`` and ``dead_relu`` per node id, and
+        ``nonfinite``.
+      t_tr: mean seconds of one training epoch, compilation and evaluation
+        excluded; in a population, the shared epoch time divided by K.
+      num_params: trainable parameters.
+      variables: the best epoch's ``params`` (and ``batch_stats``), on host.
+      config: the settings it trained with.
+    """
+
+    status: str
+    epochs: int
+    best_epoch: int
+    best_val_score: float
+    best_val_metrics: dict
+    history: tuple[dict, ...]
+    feedback: tuple[dict, ...]
+    t_tr: float
+    num_params: int
+    variables: dict
+    config: TrainConfig
+
+
+# ------------------------------------------------------------------ losses
+def _loss_and_metric(outputs, targets, task: str):
+    """Mean loss and the per-example metric sum (correct count or squared error)."""
+    if task == "classification":
+        losses = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+        return losses, (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+    errors = (outputs[..., 0] - targets) ** 2
+    return errors, errors
+
+
+def _metric_names(task: str) -> tuple[str, str]:
+    return ("loss", "accuracy") if task == "classification" else ("loss", "mse")
+
+
+def _variables(params, batch_stats) -> dict:
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+# ------------------------------------------------------------------ one epoch, one candidate
+def _make_epoch(module: ArchModule, tx: optax.GradientTransformation, task: str, batch_size: int):
+    def step(carry, inputs):
+        state, x_all, y_all = carry
+        batch_index, dropout_key = inputs
+        x, y = x_all[batch_index], y_all[batch_index]
+
+        def loss_fn(params):
+            mutable = ["batch_stats", FEEDBACK] if state.batch_stats else [FEEDBACK]
+            out, updates = module.apply(
+                _variables(params, state.batch_stats), x, train=True,
+                rngs={"dropout": dropout_key}, mutable=mutable)
+            losses, metric = _loss_and_metric(out, y, task)
+            return jnp.mean(losses), (metric, updates)
+
+        (loss, (metric, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        step_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, step_updates)
+        new_state = CandidateState(params, updates.get("batch_stats", state.batch_stats), opt_state, state.key)
+        signals = {
+            "loss": loss,
+            "metric": jnp.mean(metric),
+            "grad_norm": {name: optax.tree.norm(g) for name, g in grads.items()},
+            "dead_relu": {name: v[0] for name, v in updates.get(FEEDBACK, {}).items()},
+        }
+        return (new_state, x_all, y_all), signals
+
+    def epoch(state: CandidateState, x_train, y_train):
+        key, shuffle_key, dropout_key = jax.random.split(state.key, 3)
+        steps = x_train.shape[0] // batch_size
+        order = jax.random.permutation(shuffle_key, x_train.shape[0])[: steps * batch_size]
+        batches = order.reshape(steps, batch_size)
+        dropout_keys = jax.random.split(dropout_key, steps)
+        (state, _, _), signals = jax.lax.scan(
+            step, (state._replace(key=key), x_train, y_train), (batches, dropout_keys))
+        finite_weights = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]))
+        summary = {
+            "train_loss": jnp.mean(signals["loss"]),
+            "train_metric": jnp.mean(signals["metric"]),
+            "grad_norm": jax.tree.map(jnp.mean, signals["grad_norm"]),
+            "dead_relu": jax.tree.map(jnp.mean, signals["dead_relu"]),
+            "nonfinite": jnp.logical_or(~jnp.all(jnp.isfinite(signals["loss"])), ~finite_weights),
+        }
+        return state, summary
+
+    return epoch
+
+
+def _make_evaluate(module: ArchModule, task: str, batch_size: int):
+    """(params, batch_stats, x, y) -> summed loss, summed metric, count; batched with a mask."""
+
+    def evaluate(params, batch_stats, x, y, mask):
+        def body(totals, batch):
+            xb, yb, mb = batch
+            out = module.apply(_variables(params, batch_stats), xb, train=False)
+            losses, metric = _loss_and_metric(out, yb, task)
+            return (totals[0] + jnp.sum(losses * mb), totals[1] + jnp.sum(metric * mb)), None
+
+        shape = (-1, batch_size)
+        batches = (x.reshape(shape + x.shape[1:]), y.reshape(shape + y.shape[1:]), mask.reshape(shape))
+        zero = jnp.zeros((), jnp.float32)
+        (loss, metric), _ = jax.lax.scan(body, (zero, zero), batches)
+        count = jnp.sum(mask)
+        return loss / count, metric / count
+
+    return evaluate
+
+
+def _padded(x: jax.Array, y: jax.Array, batch_size: int):
+    """Pads a split to whole batches; the mask marks the real examples."""
+    n = x.shape[0]
+    pad = (-n) % batch_size
+    mask = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
+    x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+    y = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)])
+    return x, y, mask
+
+
+# ------------------------------------------------------------------ compiled programs, reused
+@functools.lru_cache(maxsize=64)
+def _programs(module: ArchModule, shared: tuple, task: str, steps: int, eval_batch: int, population: int | None):
+    """Jitted (epoch, evaluate) for one architecture and shared settings.
+
+    Cached so repeated trials of one architecture (seeds, Hyperband rungs,
+    resumed runs) reuse the compiled program instead of compiling again.
+    `population` None means a single candidate, run without vmap.
+    """
+    epochs, batch_size, optimizer, schedule, _, _ = shared
+    # The learning rate and weight decay are read from each member's state, so
+    # one program serves every member (and every later trial) of this shape.
+    tx = make_optimizer(optimizer, schedule, steps * epochs)
+    epoch = _make_epoch(module, tx, task, batch_size)
+    evaluate = _make_evaluate(module, task, eval_batch)
+    if population is None:
+        unbatched_epoch, unbatched_eval = epoch, evaluate
+        epoch = lambda s, x, y: jax.tree.map(lambda a: a[None], unbatched_epoch(jax.tree.map(lambda a: a[0], s), x, y))
+        evaluate = lambda p, b, x, y, m: jax.tree.map(
+            lambda a: a[None], unbatched_eval(jax.tree.map(lambda a: a[0], p), jax.tree.map(lambda a: a[0], b), x, y, m))
+    else:
+        epoch = jax.vmap(epoch, in_axes=(0, None, None))
+        evaluate = jax.vmap(evaluate, in_axes=(0, 0, None, None, None))
+    return jax.jit(epoch), jax.jit(evaluate)
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _select(mask: np.ndarray, new: Any, old: Any) -> Any:
+    """Per member: `new` where mask is true, else `old` (leading axis = member)."""
+    m = jnp.asarray(mask)
+    return jax.tree.map(lambda a, b: jnp.where(m.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+# ------------------------------------------------------------------ public API
+def train(
+    arch: Arch,
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    variables: dict | None = None,
+    splits: DeviceSplits | None = None,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> TrainResult:
+    """Trains one candidate. See `train_population` for the arguments."""
+    return _train(arch, dataset, [config], [variables] if variables else None, splits, on_epoch, vmapped=False)[0]
+
+
+def train_population(
+    arch: Arch,
+    dataset: Dataset,
+    configs: Sequence[TrainConfig],
+    *,
+    variables: Sequence[dict] | None = None,
+    splits: DeviceSplits | None = None,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> list[TrainResult]:
+    """Trains K candidates of one architecture together (vmap over members).
+
+    Args:
+      arch: the shared architecture.
+      dataset: the data (its train split trains, val selects the best epoch).
+      configs: one per member; they may differ in seed, learning rate and
+        weight decay only (`TrainConfig.shared_part` must agree).
+      variables: optional warm-start ``params``/``batch_stats`` per member
+        (e.g. a morphism child's inherited weights); else fresh from the seed.
+      splits: the dataset already on device (saves a copy per trial).
+      on_epoch: called after every epoch with (epoch, per-member history rows).
+    Returns:
+      One `TrainResult` per member, in order.
+    """
+    return _train(arch, dataset, list(configs), variables, splits, on_epoch, vmapped=True)
+
+
+def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -> list[TrainResult]:
+    if not configs:
+        raise ValueError("train_population needs at least one TrainConfig")
+    shared = configs[0].shared_part()
+    for c in configs[1:]:
+        if c.shared_part() != shared:
+            raise ValueError("population members may differ only in seed, learning_rate and weight_decay")
+    base = configs[0]
+    task = dataset.task
+    splits = splits or to_device(dataset)
+    n_train = splits.x_train.shape[0]
+    if n_train < base.batch_size:
+        raise ValueError(f"batch_size {base.batch_size} exceeds the {n_train} training examples")
+    steps = n_train // base.batch_size
+    module = to_flax(arch, input_shape=dataset.input_shape)
+    k = len(configs)
+    eval_batch = max(1, min(base.eval_batch_size, splits.x_val.shape[0]))
+    epoch_fn, eval_fn = _programs(module, shared, task, steps, eval_batch, k if vmapped else None)
+
+    members = []
+    for i, c in enumerate(configs):
+        init_key, run_key = jax.random.split(jax.random.PRNGKey(c.seed))
+        v = variables[i] if variables else init_variables(module, init_key, dataset.input_shape)
+        member_tx = make_optimizer(c.optimizer, c.schedule, steps * c.epochs)
+        members.append(CandidateState(v["params"], v.get("batch_stats", {}), member_tx.init(v["params"]), run_key))
+    state = _stack(members)
+    x_val, y_val, mask_val = _padded(splits.x_val, splits.y_val, eval_batch)
+
+    # Compile ahead of time so no epoch's timing includes compilation.
+    epoch_exec = epoch_fn.lower(state, splits.x_train, splits.y_train).compile()
+    eval_exec = eval_fn.lower(state.params, state.batch_stats, x_val, y_val, mask_val).compile()
+    schedule_at = _schedule_multiplier(base, steps)
+
+    loss_name, metric_name = _metric_names(task)
+    sign = 1.0 if task == "classification" else -1.0
+    active = np.ones(k, bool)
+    status = [DONE] * k
+    best_score = np.full(k, -np.inf)
+    best_epoch = np.zeros(k, int)
+    best_metrics: list[dict] = [{} for _ in range(k)]
+    epochs_run = np.zeros(k, int)
+    best_vars = (state.params, state.batch_stats)
+    histories: list[list[dict]] = [[] for _ in range(k)]
+    feedbacks: list[list[dict]] = [[] for _ in range(k)]
+    epoch_seconds: list[float] = []
+
+    for epoch in range(1, base.epochs + 1):
+        start = time.perf_counter()
+        new_state, summary = epoch_exec(state, splits.x_train, splits.y_train)
+        summary = jax.block_until_ready(summary)
+        epoch_seconds.append(time.perf_counter() - start)
+        val_loss, val_metric = jax.device_get(eval_exec(new_state.params, new_state.batch_stats, x_val, y_val, mask_val))
+        summary = jax.device_get(summary)
+        diverged_now = active & (np.asarray(summary["nonfinite"]) | ~np.isfinite(val_loss))
+        for i in np.flatnonzero(diverged_now):
+            status[i] = DIVERGED
+        # Members that stopped keep their last state: a population member ends
+        # exactly as it would have alone.
+        training = active & ~diverged_now
+        state = _select(training, new_state, state)
+        score = sign * np.asarray(val_metric, float)
+        improved = training & (score > best_score)
+        best_vars = _select(improved, (state.params, state.batch_stats), best_vars)
+        rows = []
+        for i in range(k):
+            if not active[i]:
+                rows.append({})
+                continue
+            epochs_run[i] = epoch
+            row = {
+                "epoch": epoch,
+                f"train_{loss_name}": float(summary["train_loss"][i]),
+                f"train_{metric_name}": float(summary["train_metric"][i]),
+                f"val_{loss_name}": float(val_loss[i]),
+                f"val_{metric_name}": float(val_metric[i]),
+                "lr": float(configs[i].optimizer.learning_rate * schedule_at(epoch * steps)),
+                "epoch_seconds": epoch_seconds[-1] / k,
+            }
+            histories[i].append(row)
+            feedbacks[i].append({
+                "epoch": epoch,
+                "grad_norm": {n: float(v[i]) for n, v in summary["grad_norm"].items()},
+                "dead_relu": {n: float(v[i]) for n, v in summary["dead_relu"].items()},
+                "nonfinite": bool(summary["nonfinite"][i]),
+            })
+            if improved[i]:
+                best_score[i], best_epoch[i] = score[i], epoch
+                best_metrics[i] = {f"val_{loss_name}": row[f"val_{loss_name}"], f"val_{metric_name}": row[f"val_{metric_name}"]}
+            rows.append(row)
+        active &= ~diverged_now
+        if base.patience is not None:
+            active &= (epoch - best_epoch) < base.patience
+        if on_epoch is not None:
+            on_epoch(epoch, rows)
+        if not active.any():
+            break
+
+    host_params, host_stats = jax.device_get(best_vars)
+    num_params = arch.num_params(dataset.input_shape)
+    t_tr = float(np.mean(epoch_seconds)) / k
+    results = []
+    for i, c in enumerate(configs):
+        member_vars = {"params": jax.tree.map(lambda a: a[i], host_params)}
+        if host_stats:
+            member_vars["batch_stats"] = jax.tree.map(lambda a: a[i], host_stats)
+        results.append(TrainResult(
+            status=status[i], epochs=int(epochs_run[i]), best_epoch=int(best_epoch[i]),
+            best_val_score=float(best_score[i]) if best_epoch[i] else float("nan"),
+            best_val_metrics=best_metrics[i], history=tuple(histories[i]), feedback=tuple(feedbacks[i]),
+            t_tr=t_tr, num_params=num_params, variables=member_vars, config=c,
+        ))
+    return results
+
+
+def _schedule_multiplier(config: TrainConfig, steps: int) -> Callable[[int], float]:
+    from nas.train.optim import learning_rate_multiplier
+
+    schedule = learning_rate_multiplier(config.schedule, steps * config.epochs)
+    return lambda step: float(schedule(step))
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_program(module: ArchModule, task: str, batch_size: int):
+    return jax.jit(_make_evaluate(module, task, batch_size))
+
+
+def evaluate(arch: Arch, variables: dict, x: np.ndarray, y: np.ndarray, task: str = "classification",
+             batch_size: int = 1000) -> dict[str, float]:
+    """Loss and accuracy (or MSE) of `variables` on (x, y), in eval mode."""
+    module = to_flax(arch, input_shape=x.shape[1:])
+    batch_size = max(1, min(batch_size, len(x)))
+    xs, ys, mask = _padded(jnp.asarray(x), jnp.asarray(y), batch_size)
+    loss, metric = _eval_program(module, task, batch_size)(
+        variables["params"], variables.get("batch_stats", {}), xs, ys, mask)
+    loss_name, metric_name = _metric_names(task)
+    return {loss_name: float(loss), metric_name: float(metric)}

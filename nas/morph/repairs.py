@@ -1,0 +1,112 @@
+"""Manas's model repairs (ICSE'22 s4.3): IR rewrites applied to mined models before search.
+
+They are not function-preserving (the repaired model is trained afresh).
+Each returns ``(new_arch, changes)``; `changes` lists one dict per edit and is
+empty, with the architecture returned unchanged, when the model already
+complies, so every repair is idempotent.
+"""
+
+from __future__ import annotations
+
+from nas.ir import Arch, Attrs, Node
+from nas.morph.graph import CONVS, fresh_id
+
+_POOLS = ("MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D")
+# Ops between a conv and "its" activation that keep it the conv's activation.
+_CONV_BODY_THROUGH = ("BatchNorm", "Dropout", "Identity", "ZeroPadding2D") + _POOLS
+
+
+def _readers(arch: Arch, node_id: str) -> list[Node]:
+    return [n for n in arch.nodes if node_id in n.inputs]
+
+
+def _insert(arch: Arch, after: Node, new: Node) -> Arch:
+    """`new` reads `after`; every other reader of `after` now reads `new`."""
+    nodes = []
+    for n in arch.nodes:
+        if n.id != new.id and after.id in n.inputs:
+            n = n.replace(inputs=tuple(new.id if i == after.id else i for i in n.inputs))
+        nodes.append(n)
+        if n.id == after.id:
+            nodes.append(new)
+    outputs = tuple(new.id if o == after.id else o for o in arch.outputs)
+    return arch.replace_nodes(nodes, outputs=outputs)
+
+
+def _conv_activation(arch: Arch, node: Node) -> bool:
+    """Whether an Activation node belongs to a conv layer (a conv feeds it through BN/pool/dropout)."""
+    source = arch.node(node.inputs[0])
+    while source.op in _CONV_BODY_THROUGH:
+        source = arch.node(source.inputs[0])
+    return source.op in CONVS
+
+
+def _has_conv_upstream(arch: Arch, node_id: str) -> bool:
+    stack, seen = [node_id], set()
+    while stack:
+        n = arch.node(stack.pop())
+        if n.op in CONVS:
+            return True
+        for i in n.inputs:
+            if i not in seen:
+                seen.add(i)
+                stack.append(i)
+    return False
+
+
+def insert_batchnorm(arch: Arch) -> tuple[Arch, list[dict]]:
+    """BatchNorm between every conv and the activation that directly follows it."""
+    changes = []
+    for act in [n for n in arch.nodes if n.op == "Activation"]:
+        conv = arch.node(act.inputs[0])
+        if conv.op in CONVS:
+            bn = Node(fresh_id(arch, f"{conv.id}_bn"), "BatchNorm", (conv.id,))
+            arch = _insert(arch, conv, bn)
+            changes.append({"repair": "insert_batchnorm", "conv": conv.id, "node": bn.id})
+    return arch, changes
+
+
+def flatten_to_gap(arch: Arch) -> tuple[Arch, list[dict]]:
+    """Flatten after a conv body -> GlobalAvgPool (an MLP's Flatten of the raw input stays)."""
+    changes = []
+    nodes = []
+    for n in arch.nodes:
+        if n.op == "Flatten" and _has_conv_upstream(arch, n.inputs[0]):
+            n = n.replace(op="GlobalAvgPool", attrs=Attrs())
+            changes.append({"repair": "flatten_to_gap", "node": n.id})
+        nodes.append(n)
+    return (arch.replace_nodes(nodes), changes) if changes else (arch, [])
+
+
+def relu_activations(arch: Arch) -> tuple[Arch, list[dict]]:
+    """Every conv layer's activation becomes ReLU (the head's activations are left alone)."""
+    changes = []
+    nodes = []
+    for n in arch.nodes:
+        if n.op == "Activation" and n.attrs["fn"] != "relu" and _conv_activation(arch, n):
+            changes.append({"repair": "relu_activations", "node": n.id, "was": n.attrs["fn"]})
+            n = n.replace(attrs=n.attrs.replace(fn="relu"))
+        nodes.append(n)
+    return (arch.replace_nodes(nodes), changes) if changes else (arch, [])
+
+
+def add_dropout(arch: Arch, conv_rate: float = 0.25, dense_rate: float = 0.5) -> tuple[Arch, list[dict]]:
+    """Dropout(conv_rate) after each conv block's pooling, Dropout(dense_rate) after each
+    hidden Dense layer's activation, where no Dropout follows already."""
+    changes = []
+    sites = []
+    for n in arch.nodes:
+        if n.id in arch.outputs:
+            continue
+        if n.op in _POOLS and _has_conv_upstream(arch, n.inputs[0]):
+            sites.append((n.id, conv_rate, "conv_block"))
+        elif n.op == "Activation" and arch.node(n.inputs[0]).op == "Dense":
+            sites.append((n.id, dense_rate, "dense_head"))
+    for site, rate, where in sites:
+        readers = _readers(arch, site)
+        if readers and all(r.op == "Dropout" for r in readers):
+            continue
+        drop = Node(fresh_id(arch, f"{site}_drop"), "Dropout", (site,), Attrs(rate=rate))
+        arch = _insert(arch, arch.node(site), drop)
+        changes.append({"repair": "add_dropout", "after": site, "node": drop.id, "rate": rate, "where": where})
+    return arch, changes

@@ -1,11 +1,6 @@
 """Shared fixtures: real datasets, loaded once per session."""
 
-import os
-
 import pytest
-
-# Two CPU cores: keep XLA from oversubscribing them in every test process.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
 
 
 @pytest.fixture(scope="session")

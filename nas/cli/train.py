@@ -53,6 +53,7 @@ def main(cfg: DictConfig) -> dict:
         )
     summary.update(wall_seconds=time.perf_counter() - start, run_dir=directory,
                    metrics_log=logger.path, wandb_dir=logger.wandb_dir)
+    logger.log_table("results", [{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}])
     logger.finish(summary)
     return run.report(directory, summary)
 

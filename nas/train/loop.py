@@ -70,8 +70,9 @@ class TrainResult:
       history: per epoch: train and validation metrics, lr multiplier, seconds.
       feedback: per epoch: ``grad_norm`` and ``dead_relu`` per node id, and
         ``nonfinite``.
-      t_tr: mean seconds of one training epoch, compilation and evaluation
-        excluded; in a population, the shared epoch time divided by K.
+      t_tr: median seconds of one training epoch (robust to the first
+        call's warm-up), compilation and evaluation excluded; in a
+        population, the shared epoch time divided by K.
       num_params: trainable parameters.
       variables: the best epoch's ``params`` (and ``batch_stats``), on host.
       config: the settings it trained with.
@@ -361,7 +362,7 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
 
     host_params, host_stats = jax.device_get(best_vars)
     num_params = arch.num_params(dataset.input_shape)
-    t_tr = float(np.mean(epoch_seconds)) / k
+    t_tr = float(np.median(epoch_seconds)) / k
     results = []
     for i, c in enumerate(configs):
         member_vars = {"params": jax.tree.map(lambda a: a[i], host_params)}

@@ -53,6 +53,8 @@ def _propagate(arch: Arch, producers: dict[str, np.ndarray], shapes) -> tuple[di
             if all(m is None for m in ins):
                 continue
             op, first = node.op, ins[0]
+            if op == "Activation" and node.attrs["fn"] == "softmax":
+                raise MorphError(f"cannot widen through softmax {node.id!r}: it normalises across channels")
             if op in CHANNELWISE:
                 maps[node.id] = first
             elif op == "DepthwiseConv2D":
@@ -97,7 +99,8 @@ def _summand_producers(arch: Arch, tensor_id: str) -> list[str]:
     node = arch.node(tensor_id)
     if node.op in WIDENABLE:
         return [node.id]
-    if node.op in CHANNELWISE or node.op == "Add":
+    softmax = node.op == "Activation" and node.attrs["fn"] == "softmax"
+    if (node.op in CHANNELWISE and not softmax) or node.op == "Add":
         return [p for i in node.inputs for p in _summand_producers(arch, i)]
     raise MorphError(
         f"cannot widen the summands of an Add: {tensor_id!r} ({node.op}) is not made by a widenable layer")

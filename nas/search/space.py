@@ -73,7 +73,7 @@ def sample(space: SearchSpace, rng: np.random.Generator, num_outputs: int,
     if family == "mlp":
         depth = int(rng.integers(space.mlp_layers[0], space.mlp_layers[1] + 1))
         widths = [_log_int(rng, *space.mlp_width) for _ in range(depth)]
-        arch = mlp(widths, num_outputs, batchnorm=batchnorm, dropout=dropout)
+        arch = mlp(widths, num_outputs, batchnorm=batchnorm, dropout=dropout, input_shape=input_shape)
     else:
         depth = int(rng.integers(space.cnn_layers[0], space.cnn_layers[1] + 1))
         widths = [_log_int(rng, *space.cnn_channels)]
@@ -86,6 +86,7 @@ def sample(space: SearchSpace, rng: np.random.Generator, num_outputs: int,
             if size // 2 >= 2:
                 downs.append(i)
                 size //= 2
-        arch = cnn(widths, num_outputs, batchnorm=batchnorm, dropout=dropout, downsample_after=downs)
+        arch = cnn(widths, num_outputs, batchnorm=batchnorm, dropout=dropout, downsample_after=downs,
+                   input_shape=input_shape)
     choices = dict(family=family, widths=widths, batchnorm=batchnorm, dropout=dropout, learning_rate=lr)
     return arch, lr, choices

@@ -276,6 +276,9 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
     n_train = splits.x_train.shape[0]
     if n_train < base.batch_size:
         raise ValueError(f"batch_size {base.batch_size} exceeds the {n_train} training examples")
+    if splits.x_val.shape[0] == 0:
+        raise ValueError(f"{dataset.name}: the validation split is empty; training selects its best epoch "
+                         "on validation data (set val_fraction > 0)")
     steps = n_train // base.batch_size
     module = to_flax(arch, input_shape=dataset.input_shape)
     k = len(configs)

@@ -1,0 +1,52 @@
+"""Store: the persistent record of runs, trials, artefacts and strategy state.
+
+A restarted engine resumes from it (NeuNetS: "state lives in persistent
+storage"). The engine talks to the `TrialStore` interface; `SqliteTrialStore`
+keeps it in ``store.sqlite`` in the run directory.
+
+Imports the standard library and `nas` (for its version) only, so readers
+and exporters start without JAX; `adapters` converts `nas.search` and
+`nas.train` records by duck typing and imports `nas.ir`/`nas.search` lazily,
+only to rebuild a Candidate.
+"""
+
+from nas.store.adapters import candidate_from_trial, outcome_from_result, plan_from_candidate
+from nas.store.errors import (
+    ConfigMismatchError,
+    InvalidTransitionError,
+    NotSerialisableError,
+    SchemaVersionError,
+    StoreError,
+    TrialConflictError,
+    UnknownRunError,
+    UnknownTrialError,
+)
+from nas.store.export import read_csv, read_jsonl, to_csv, to_jsonl
+from nas.store.interface import TrialStore
+from nas.store.records import (
+    DIVERGED,
+    DONE,
+    FAILED,
+    FINAL_STATUSES,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    Artefact,
+    PlannedTrial,
+    Run,
+    StatusCounts,
+    StrategyState,
+    Trial,
+    TrialOutcome,
+)
+from nas.store.schema import SCHEMA_VERSION
+from nas.store.sqlite_store import STORE_FILENAME, SqliteTrialStore
+
+__all__ = [
+    "DIVERGED", "DONE", "FAILED", "FINAL_STATUSES", "QUEUED", "RUNNING", "SCHEMA_VERSION", "STATUSES",
+    "STORE_FILENAME", "Artefact", "ConfigMismatchError", "InvalidTransitionError", "NotSerialisableError",
+    "PlannedTrial", "Run", "SchemaVersionError", "SqliteTrialStore", "StatusCounts", "StoreError",
+    "StrategyState", "Trial", "TrialConflictError", "TrialOutcome", "TrialStore", "UnknownRunError",
+    "UnknownTrialError", "candidate_from_trial", "outcome_from_result", "plan_from_candidate", "read_csv",
+    "read_jsonl", "to_csv", "to_jsonl",
+]

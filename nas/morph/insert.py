@@ -48,22 +48,33 @@ def tensor_activation(arch: Arch, node_id: str) -> str | None:
             raise MorphError(f"cannot insert an identity layer after {node_id!r}: its activation {fn!r} "
                              f"is not idempotent (identity exists only for {', '.join(IDEMPOTENT)})")
         return "relu" if fn == "relu" else None
+    if node.op in ("Add", "Concat"):
+        # A merge is a new (pre-activation) tensor: a linear identity layer is
+        # exact whatever its inputs were; only all-ReLU inputs keep it a ReLU output.
+        return "relu" if all(_is_relu_output(arch, i) for i in node.inputs) else None
     if node.op in _SIGN_KEEPING:
-        kinds = [tensor_activation(arch, i) for i in node.inputs]
-        return "relu" if all(k == "relu" for k in kinds) else None
+        return tensor_activation(arch, node.inputs[0])
     return None
 
 
-def _identity_layer(kind: str, rank: int, channels: int, kernel_size: int, dtype) -> tuple[str, dict, dict]:
-    """(op, attrs, params) of a layer that copies its input."""
+def _is_relu_output(arch: Arch, node_id: str) -> bool:
+    try:
+        return tensor_activation(arch, node_id) == "relu"
+    except MorphError:
+        return False
+
+
+def _identity_layer(where: str, kind: str, rank: int, channels: int, kernel_size: int,
+                    dtype) -> tuple[str, dict, dict]:
+    """(op, attrs, params) of a layer that copies its input (`where` names the site in errors)."""
     eye = jnp.eye(channels, dtype=dtype)
     centre = kernel_size // 2
     if kind == "dense":
         if rank != 1:
-            raise MorphError(f"deepen: kind 'dense' needs a flat tensor, got rank {rank} (use 'conv')")
+            raise MorphError(f"deepen after {where!r}: kind 'dense' needs a flat tensor, got rank {rank} (use 'conv')")
         return "Dense", {"units": channels}, {"kernel": eye, "bias": jnp.zeros(channels, dtype)}
     if rank not in (2, 3) or (kind == "separable" and rank != 3):
-        raise MorphError(f"deepen: kind {kind!r} needs a spatial tensor, got rank {rank} (use 'dense')")
+        raise MorphError(f"deepen after {where!r}: kind {kind!r} needs a spatial tensor, got rank {rank} (use 'dense')")
     spatial = (kernel_size,) * (rank - 1)
     attrs = {"kernel_size": kernel_size, "padding": "same"}
     if kind == "separable":
@@ -72,7 +83,7 @@ def _identity_layer(kind: str, rank: int, channels: int, kernel_size: int, dtype
             "depthwise_kernel": depthwise, "pointwise_kernel": eye.reshape(1, 1, channels, channels),
             "bias": jnp.zeros(channels, dtype)}
     if kind != "conv":
-        raise MorphError(f"deepen: kind must be 'conv', 'separable' or 'dense', got {kind!r}")
+        raise MorphError(f"deepen after {where!r}: kind must be 'conv', 'separable' or 'dense', got {kind!r}")
     kernel = jnp.zeros(spatial + (channels, channels), dtype).at[(centre,) * (rank - 1)].set(eye)
     return ("Conv2D" if rank == 3 else "Conv1D"), dict(attrs, filters=channels), {
         "kernel": kernel, "bias": jnp.zeros(channels, dtype)}
@@ -92,11 +103,11 @@ def deepen(arch: Arch, variables: dict, after_node_id: str, key: jax.Array, kind
     """
     del key
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise MorphError(f"deepen: kernel_size must be odd (a centre tap), got {kernel_size}")
+        raise MorphError(f"deepen after {after_node_id!r}: kernel_size must be odd (a centre tap), got {kernel_size}")
     activation = tensor_activation(arch, after_node_id)
     shape = shapes_of(arch, input_shape)[after_node_id]
     params, stats, was_full = split_variables(variables)
-    op, attrs, layer = _identity_layer(kind, len(shape), shape[-1], kernel_size, param_dtype(params))
+    op, attrs, layer = _identity_layer(after_node_id, kind, len(shape), shape[-1], kernel_size, param_dtype(params))
     layer_id = fresh_id(arch, f"{after_node_id}_deep")
     new = [Node(layer_id, op, (after_node_id,), Attrs(attrs))]
     if activation is not None:

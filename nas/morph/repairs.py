@@ -33,12 +33,12 @@ def _insert(arch: Arch, after: Node, new: Node) -> Arch:
     return arch.replace_nodes(nodes, outputs=outputs)
 
 
-def _conv_activation(arch: Arch, node: Node) -> bool:
-    """Whether an Activation node belongs to a conv layer (a conv feeds it through BN/pool/dropout)."""
+def _activated_layer(arch: Arch, node: Node) -> Node:
+    """The layer an Activation node belongs to (looking back through BN/pool/dropout)."""
     source = arch.node(node.inputs[0])
     while source.op in _CONV_BODY_THROUGH:
         source = arch.node(source.inputs[0])
-    return source.op in CONVS
+    return source
 
 
 def _has_conv_upstream(arch: Arch, node_id: str) -> bool:
@@ -83,7 +83,8 @@ def relu_activations(arch: Arch) -> tuple[Arch, list[dict]]:
     changes = []
     nodes = []
     for n in arch.nodes:
-        if n.op == "Activation" and n.attrs["fn"] != "relu" and _conv_activation(arch, n):
+        if (n.op == "Activation" and n.attrs["fn"] != "relu" and n.id not in arch.outputs
+                and _activated_layer(arch, n).op in CONVS):
             changes.append({"repair": "relu_activations", "node": n.id, "was": n.attrs["fn"]})
             n = n.replace(attrs=n.attrs.replace(fn="relu"))
         nodes.append(n)
@@ -100,7 +101,7 @@ def add_dropout(arch: Arch, conv_rate: float = 0.25, dense_rate: float = 0.5) ->
             continue
         if n.op in _POOLS and _has_conv_upstream(arch, n.inputs[0]):
             sites.append((n.id, conv_rate, "conv_block"))
-        elif n.op == "Activation" and arch.node(n.inputs[0]).op == "Dense":
+        elif n.op == "Activation" and _activated_layer(arch, n).op == "Dense":
             sites.append((n.id, dense_rate, "dense_head"))
     for site, rate, where in sites:
         readers = _readers(arch, site)

@@ -116,6 +116,9 @@ def channel_maps(arch: Arch, node_id: str, channel_map: np.ndarray, input_shape=
             return producers, maps
         add_id, input_id, target = conflict
         for producer in _summand_producers(arch, input_id):
+            node = arch.node(producer)
+            if node.op in ("Conv2D", "Conv1D") and node.normalized_attrs()["groups"] != 1:
+                raise MorphError(f"cannot widen: grouped conv {producer!r} (groups > 1) feeds Add {add_id!r}")
             if producer in producers and not np.array_equal(producers[producer], target):
                 raise MorphError(f"cannot widen: {producer!r} would need two different widenings (Add {add_id!r})")
             producers[producer] = target

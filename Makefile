@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test test-all bench clean fashion-data
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,11 +19,18 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/nas-search
 
+# Debian's Fashion-MNIST IDX files, which the Fashion-MNIST tests read (no download at run time).
+fashion-data:
+	@if [ ! -d $(FASHION_DIR) ] && [ -z "$$NAS_FASHION_MNIST_DIR" ] && command -v apt-get >/dev/null; then \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
 # The default test run (slow end-to-end checks excluded; `make test-all` runs them too).
-test: $(STAMP)
+test: $(STAMP) fashion-data
 	$(BIN)/python -m pytest -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) fashion-data
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 def run_cli(module: str, *overrides: str, timeout: int = 600) -> dict:
@@ -87,7 +86,6 @@ def test_default_search_meets_the_embedded_default_bar(tmp_path):
 
 
 @pytest.mark.fashion
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist (installed by .ci/run)")
 def test_fashion_mnist_small_cnn_three_epochs(tmp_path):
     trained = run_cli("train", "data=fashion_mnist", "model=builtin", "model.name=cnn_small", "train.epochs=3",
                       "logger=console", "progress=false", f"hydra.run.dir={tmp_path}/train")

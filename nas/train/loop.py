@@ -28,7 +28,7 @@ from nas.compile import FEEDBACK, ArchModule, init_variables, to_flax
 from nas.data import Dataset
 from nas.ir import Arch
 from nas.train.config import TrainConfig
-from nas.train.optim import make_optimizer
+from nas.train.optim import learning_rate_multiplier, make_optimizer
 
 DONE, DIVERGED = "done", "diverged"
 
@@ -381,8 +381,6 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
 
 
 def _schedule_multiplier(config: TrainConfig, steps: int) -> Callable[[int], float]:
-    from nas.train.optim import learning_rate_multiplier
-
     schedule = learning_rate_multiplier(config.schedule, steps * config.epochs)
     return lambda step: float(schedule(step))
 

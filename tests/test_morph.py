@@ -7,8 +7,9 @@ running statistics are made non-trivial) in float64 to 1e-6 and in float32 to
 1e-4, relative, in eval mode. Which calls an operator must accept and which it
 must refuse is decided here by small oracles written from the contract, not from
 the implementation: a call the oracle calls valid must succeed, one it calls
-invalid must raise `MorphError` naming the node, and one the contract leaves open
-may do either, but if it succeeds it must still preserve the function.
+invalid must raise `MorphError` (the error tests check, case by case, that the
+message names the node), and one the contract leaves open may do either, but if
+it succeeds it must still preserve the function.
 
 Every call also checks that the operator left its inputs unchanged (PyGlove's
 mutators do this) and that the child's variables are exactly what the compiled
@@ -477,8 +478,10 @@ def branch_verdict(arch: Arch, node_id: str) -> Verdict:
 def test_widen_preserves_the_function(pair, data):
     arch, _ = pair
     candidates = [n.id for n in arch.nodes if n.op in WIDENABLE]
-    assume(candidates)
-    node_id = data.draw(st.sampled_from(candidates), label="node")
+    hidden = [i for i in candidates if i not in arch.outputs]
+    # Mostly hidden layers; now and then the output layer, which must be refused.
+    pool = hidden if hidden and data.draw(st.integers(0, 4), label="hidden?") else candidates
+    node_id = data.draw(st.sampled_from(pool), label="node")
     old = arch.shapes()[node_id][-1]
     new_width = old + data.draw(st.integers(1, 6), label="extra units")
     seed = data.draw(st.integers(0, 2**16), label="seed")
@@ -503,7 +506,11 @@ def test_widen_preserves_the_function(pair, data):
 def test_deepen_preserves_the_function(pair, data):
     arch, _ = pair
     after = data.draw(st.sampled_from([n.id for n in arch.nodes]), label="after")
-    kind = data.draw(st.sampled_from(("conv", "separable", "dense")), label="kind")
+    rank = len(arch.shapes()[after])
+    fitting = {1: ("dense",), 2: ("conv",), 3: ("conv", "separable")}[rank]
+    # Mostly a kind that fits the tensor's rank; now and then any, which may have to be refused.
+    kinds = fitting if data.draw(st.integers(0, 3), label="fitting?") else ("conv", "separable", "dense")
+    kind = data.draw(st.sampled_from(kinds), label="kind")
     kernel_size = data.draw(st.sampled_from((1, 3, 3, 5)), label="kernel_size")
     seed = data.draw(st.integers(0, 2**16), label="seed")
     variables = _random_variables(arch, seed)

@@ -73,6 +73,7 @@ class SeparableConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        x = x.astype(self.dtype)
         channels = x.shape[-1]
         mid = channels * self.depth_multiplier
         depthwise = self.param("depthwise_kernel", self.kernel_init, (*self.kernel_size, 1, mid), self.param_dtype)
@@ -138,8 +139,9 @@ def _pool(reduce: Callable) -> Callable:
 
 
 def _avg_pool(x, window, strides, padding):
-    # Keras averages over the valid (unpadded) cells only.
-    return nn.avg_pool(x, window, strides=strides, padding=padding, count_include_pad=False)
+    # Keras averages over the valid (unpadded) cells only. Flax divides by a
+    # count array that is float64 under x64, so keep the input's dtype.
+    return nn.avg_pool(x, window, strides=strides, padding=padding, count_include_pad=False).astype(x.dtype)
 
 
 def _concat(node: Node, a: dict, xs, train: bool, dtype) -> Any:

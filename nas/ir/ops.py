@@ -305,6 +305,7 @@ class OpSpec:
       params: (attrs, input shapes, output shape) -> trainable parameter count.
       flops: (attrs, input shapes, output shape) -> FLOPs per example.
       trainable: whether the op owns parameters (Manas's trainable-layer graph).
+      complete: optional; fills defaults that depend on other attributes.
     """
 
     name: str
@@ -316,6 +317,7 @@ class OpSpec:
     params: Callable[[Mapping, list[Shape], Shape], int] = _zero
     flops: Callable[[Mapping, list[Shape], Shape], int] = _zero
     trainable: bool = False
+    complete: Callable[[dict], dict] | None = None  # derives defaults from other attributes
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -343,9 +345,7 @@ class OpSpec:
         for key, parse in self.parsers.items():
             if key in out:
                 out[key] = parse(out[key], key)
-        if out.get("strides", 0) is None:  # pools: Keras's default stride is the window
-            out["strides"] = out["pool_size"]
-        return out
+        return self.complete(out) if self.complete else out
 
 
 _CONV_DEFAULTS = dict(
@@ -374,8 +374,13 @@ def _pool_spec(name: str, nd: int) -> OpSpec:
     return OpSpec(
         name=name, arity="unary", required=("pool_size",),
         defaults=dict(strides=None, padding="valid"),
-        parsers=_pool_parsers(nd), shape=_pool_shape(nd), flops=_pool_flops,
+        parsers=_pool_parsers(nd), shape=_pool_shape(nd), flops=_pool_flops, complete=_default_pool_strides,
     )
+
+
+def _default_pool_strides(a: dict) -> dict:
+    """Keras's default pool stride is the window itself."""
+    return a if a["strides"] is not None else dict(a, strides=a["pool_size"])
 
 
 _SPECS = [

@@ -72,7 +72,7 @@ def test_search_small_budget(tmp_path):
                      f"hydra.run.dir={tmp_path}", "runtime.compilation_cache=null")
     assert result["status"] == "done" and result["trials"] == 3
     with open(result["trials_log"]) as f:
-        assert [json.loads(line)["trial"] for line in f] == [0, 1, 2]
+        assert [json.loads(line)["index"] for line in f] == [0, 1, 2]
     assert os.path.isdir(os.path.join(result["checkpoint"], "variables"))
     assert 0 <= result["test_accuracy"] <= 1
 

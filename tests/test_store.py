@@ -356,18 +356,18 @@ def test_export_round_trip(store, run, tmp_path, write, read):
 # ------------------------------------------------------------------ adapters
 def test_adapters_round_trip_a_candidate_and_a_train_result(store, run):
     np = pytest.importorskip("numpy")
-    from nas.search import SearchSpace, sample
-    from nas.search.space import Candidate
+    from nas.search import Candidate, SearchSpace, sample
     from nas.store import candidate_from_trial, outcome_from_result, plan_from_candidate
     from nas.train import TrainConfig, TrainResult
 
     arch, lr, choices = sample(SearchSpace(), np.random.default_rng(3), 10, (8, 8, 1))
-    candidate = Candidate(4, arch, lr, choices)
+    candidate = Candidate(4, arch, lr, choices, weight_decay=1e-4, batch_size=32, epochs=3)
     store.enqueue(run, [plan_from_candidate(candidate)])
     trial = store.claim_next(run)
     rebuilt = candidate_from_trial(trial)
     assert rebuilt.arch.structural_hash() == arch.structural_hash() == trial.arch_hash
-    assert (rebuilt.trial, rebuilt.learning_rate) == (4, lr)
+    assert (rebuilt.trial, rebuilt.learning_rate, rebuilt.weight_decay, rebuilt.batch_size, rebuilt.epochs) == (
+        4, lr, 1e-4, 32, 3)
     assert rebuilt.choices == json.loads(json.dumps(choices))
     result = TrainResult(status=DONE, epochs=2, best_epoch=2, best_val_score=np.float32(0.75),
                          best_val_metrics={"loss": np.float32(0.5), "accuracy": np.float32(0.75)},

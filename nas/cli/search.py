@@ -1,15 +1,20 @@
 """nas-search: search architectures on a dataset; checkpoint and report the best.
 
-Writes to the run directory: ``trials.jsonl`` (one row per trial),
-``metrics.jsonl``, ``best/`` (the best model: IR + orbax variables) and
-``results.json``. With no arguments it is the embedded default: random search
-on scikit-learn's digits.
+Writes to the run directory: ``store.sqlite`` (the trial store: the source of
+truth a resumed run continues from), ``trials/<i>/`` (orbax checkpoints of
+the Pareto-front trials), ``best/`` (the best model: IR + orbax variables),
+``trials.jsonl`` and ``trials.csv`` (every trial), ``summary.txt`` (the
+table), ``metrics.jsonl`` and ``results.json``. With no arguments it is the
+embedded default: random search on scikit-learn's digits.
+
+``nas-search ... hydra.run.dir=DIR resume=true`` continues the search in DIR.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -17,21 +22,56 @@ import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from nas.checkpoint import save_model
+from nas.checkpoint import load_model
 from nas.cli import run, settings
-from nas.search import TrialRecord, best_trial, run_random_search
+from nas.search import Objective, SearchOutcome, export_artefacts, run_search
+from nas.search.engine import candidates_summary
+from nas.store import STORE_FILENAME, SqliteTrialStore, to_csv, to_jsonl
 from nas.tracking import RunLogger
-from nas.train import evaluate
+from nas.train import evaluate, train
+
+C0_FILENAME = "c0.json"
+TABLE_COLUMNS = ("trial", "status", "val_score", "objective", "num_params", "depth", "t_tr", "epochs", "pareto")
 
 
-def _table(records: list[TrialRecord]) -> str:
-    columns = ("trial", "status", "family", "val_score", "num_params", "depth", "t_tr", "epochs")
-    rows = [r.row() for r in records]
-    cells = [[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+def _table(rows: list[dict]) -> str:
+    def cell(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(row.get(c, "")) for c in TABLE_COLUMNS] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) if cells else len(c) for i, c in enumerate(TABLE_COLUMNS)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(TABLE_COLUMNS, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in cells]
     return "\n".join(lines)
+
+
+def _reference_complexity(cfg: DictConfig, space, data, config, directory: str) -> float:
+    """c_0: given, or the most complex configuration's N_p or t_tr (measured once, kept for resumes)."""
+    if cfg.search.objective.c_0 is not None:
+        return float(cfg.search.objective.c_0)
+    if float(cfg.search.objective.w_c) == 0.0:  # f ignores complexity: nothing to measure
+        return 1.0
+    path = os.path.join(directory, C0_FILENAME)
+    if os.path.exists(path):
+        with open(path) as f:
+            return float(json.load(f)["c_0"])
+    arch = space.most_complex()
+    if cfg.search.objective.complexity == "num_params":
+        c_0 = float(arch.num_params(data.input_shape))
+    else:
+        batch = getattr(space, "batch_size", config.batch_size)
+        probe = dataclasses.replace(config, epochs=3, patience=None, batch_size=min(batch, len(data.x_train)))
+        c_0 = float(train(arch, data, probe).t_tr)
+    with open(path, "w") as f:
+        json.dump({"c_0": c_0, "complexity": cfg.search.objective.complexity, "arch": arch.name}, f)
+    return c_0
+
+
+def _fingerprint_config(cfg: DictConfig) -> dict:
+    """What identifies a run: budgets may grow on resume, so they are left out."""
+    search = {k: v for k, v in settings.plain(cfg.search).items() if k not in ("max_trials", "max_time", "target")}
+    return {"search": search, "train": settings.plain(cfg.train), "optimizer": settings.plain(cfg.optimizer),
+            "schedule": settings.plain(cfg.schedule)}
 
 
 @hydra.main(config_path=run.CONFIG_DIR, config_name="search", version_base="1.3")
@@ -39,57 +79,85 @@ def main(cfg: DictConfig) -> dict:
     run.configure_jax(cfg.runtime)
     start = time.perf_counter()
     directory = run.run_dir()
-    if cfg.search.name != "random":
-        raise ValueError(f"unknown search strategy {cfg.search.name!r}; available: random")
+    store_path = os.path.join(directory, STORE_FILENAME)
+    if os.path.exists(store_path) and not cfg.resume:
+        raise FileExistsError(f"{directory} already holds a search ({STORE_FILENAME}); pass resume=true to "
+                              "continue it, or choose another hydra.run.dir")
+    strategy = settings.strategy(cfg.search)
     data_args = settings.data_arguments(cfg.data)
     data = settings.dataset(data_args)
     config = settings.train_config(cfg)
+    space = settings.search_space(cfg.search, data)
     budget = settings.budget(cfg.search)
+    objective = settings.objective(cfg.search.objective, _reference_complexity(cfg, space, data, config, directory))
     logger = RunLogger(settings.logger_config(cfg.logger), directory, settings.plain(cfg), job="search")
-    trials_path = os.path.join(directory, "trials.jsonl")
-    bar = tqdm(total=budget.max_trials, desc="trials", unit="trial", disable=not cfg.progress)
+    store = SqliteTrialStore.in_run_dir(directory)
+    try:
+        search_run = store.open_run(_fingerprint_config(cfg), data.metadata() | {"data_args": data_args},
+                                    strategy.name, int(cfg.search.seed), resume=True)
+        done_before = store.counts(search_run).finished
+        bar = tqdm(total=budget.max_trials, initial=0, desc=f"{strategy.name} trials", unit="trial",
+                   disable=not cfg.progress)
 
-    def on_trial(record: TrialRecord) -> None:
-        row = record.row()
-        with open(trials_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        logger.log_metrics({f"trial/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-        bar.update(1)
-        bar.set_postfix(val=f"{record.score:.4f}", params=row["num_params"])
+        def on_trial(candidate, result, evaluation) -> None:
+            bar.update(1)
+            if evaluation is None:  # replayed from the store: logged when it ran
+                return
+            logger.log_metrics({f"trial/{k}": v for k, v in {
+                "trial": result.trial, "val_score": result.score, "objective": result.objective,
+                "num_params": result.num_params, "t_tr": result.t_tr, "epochs": result.epochs,
+                "seconds": evaluation.seconds}.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+            bar.set_postfix(val=f"{result.score:.4f}", params=result.num_params)
 
-    records = run_random_search(settings.search_space(cfg.search), data, config, budget,
-                                seed=cfg.search.seed, on_trial=on_trial)
-    bar.close()
-    logger.log_table("trials", [r.row() for r in records])
-    print(_table(records), flush=True)
-    best = best_trial(records)
-    summary = {"job": "search", "strategy": cfg.search.name, "dataset": data.name, "trials": len(records)}
-    if best is None:
-        summary["status"] = "no finite trial"
-    else:
-        arch, result = best.candidate.arch, best.result
-        test = evaluate(arch, result.variables, data.x_test, data.y_test, data.task, config.eval_batch_size)
-        print(arch.summary(data.input_shape), flush=True)
-        checkpoint = save_model(
-            os.path.join(directory, "best"), arch, result.variables,
-            {"dataset": data.metadata(), "data_args": data_args,
-             "train": dataclasses.asdict(result.config), "metrics": best.row() | test},
-        )
-        summary.update({
-            "status": "done", "best_trial": best.candidate.trial, "arch_hash": arch.structural_hash(),
-            "num_params": result.num_params, "depth": arch.depth(), "t_tr": result.t_tr,
-            **result.best_val_metrics, **{f"test_{k}": v for k, v in test.items()},
-            "choices": best.candidate.choices, "checkpoint": checkpoint,
-        })
-    summary.update(wall_seconds=time.perf_counter() - start, run_dir=directory, trials_log=trials_path,
-                   metrics_log=logger.path, wandb_dir=logger.wandb_dir)
-    logger.finish({k: v for k, v in summary.items() if k != "choices"})
-    if best is not None:
+        outcome = run_search(strategy, space, int(cfg.search.seed), data, config, budget, store, search_run,
+                             objective=objective, run_dir=directory, on_trial=on_trial)
+        bar.close()
+        artefacts = export_artefacts(outcome, store, directory)
+        to_jsonl(store, os.path.join(directory, "trials.jsonl"), search_run)
+        to_csv(store, os.path.join(directory, "trials.csv"), search_run)
+        counts = store.counts(search_run).as_dict()
+    finally:
+        store.close()
+    rows = candidates_summary(outcome, objective)
+    table = _table(rows)
+    with open(os.path.join(directory, "summary.txt"), "w") as f:
+        f.write(table + "\n")
+    logger.log_table("trials", rows)
+    print(table, flush=True)
+    summary = _summary(cfg, outcome, objective, data, config, artefacts, counts, done_before)
+    summary.update(wall_seconds=time.perf_counter() - start, run_dir=directory, store=store_path,
+                   trials_log=os.path.join(directory, "trials.jsonl"), metrics_log=logger.path,
+                   wandb_dir=logger.wandb_dir)
+    logger.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+    if outcome.best is not None:
         metric = "test_accuracy" if "test_accuracy" in summary else "test_mse"
-        print(f"best: trial {summary['best_trial']} ({summary['num_params']:,} params), "
-              f"{metric} {summary[metric]:.4f}; checkpoint {summary['checkpoint']}; "
-              f"trials {trials_path}; logs {logger.path}", flush=True)
+        print(f"best: trial {summary['best_trial']} ({summary['num_params']:,} params), {metric} "
+              f"{summary[metric]:.4f}; checkpoint {summary['checkpoint']}; store {store_path}", flush=True)
     return run.report(directory, summary)
+
+
+def _summary(cfg, outcome: SearchOutcome, objective: Objective, data, config, artefacts, counts, done_before) -> dict:
+    summary = {"job": "search", "strategy": cfg.search.name, "dataset": data.name, "trials": len(outcome.results),
+               "trained_now": outcome.trained, "finished_before": done_before, "stop_reason": outcome.stop_reason,
+               "counts": counts, "objective": dataclasses.asdict(objective), "pareto": list(outcome.pareto)}
+    if outcome.best is None:
+        summary["status"] = "no finite trial"
+        return summary
+    best, candidate = outcome.result(outcome.best), outcome.candidate(outcome.best)
+    arch, variables, _ = load_model(artefacts["best"])
+    test = evaluate(arch, variables, data.x_test, data.y_test, data.task, config.eval_batch_size)
+    print(arch.summary(data.input_shape), flush=True)
+    summary.update({
+        "status": "done", "best_trial": best.trial, "arch_hash": arch.structural_hash(),
+        "num_params": best.num_params, "depth": arch.depth(), "t_tr": best.t_tr, "epochs": best.epochs,
+        "val_score": best.score, "val_error": best.error, "best_objective": best.objective,
+        **{f"test_{k}": v for k, v in test.items()},
+        "choices": dict(candidate.choices), "checkpoint": artefacts["best"],
+        "pareto_checkpoints": {str(k): v for k, v in artefacts["pareto"].items()},
+    })
+    if data.task == "classification":
+        summary["val_accuracy"] = best.score
+    return summary
 
 
 if __name__ == "__main__":

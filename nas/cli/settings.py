@@ -9,7 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.data import Dataset, load_dataset
 from nas.ir import Arch, builtin, cnn, mlp
-from nas.search import Budget, SearchSpace
+from hydra.utils import get_object
+
+from nas.search import Budget, Objective, Strategy
 from nas.tracking import LoggerConfig
 from nas.train import OptimizerConfig, ScheduleConfig, TrainConfig
 
@@ -26,8 +28,11 @@ def _typed(cls, cfg: Any, **extra):
     if unknown:
         raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; known: {sorted(names)}")
     for f in dataclasses.fields(cls):  # YAML lists -> the tuples frozen specs hold
-        if isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
+        value = values.get(f.name)
+        if isinstance(value, list):
+            values[f.name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        elif isinstance(value, dict) and dataclasses.is_dataclass(f.default):  # a nested spec
+            values[f.name] = _typed(type(f.default), value)
     return cls(**values)
 
 
@@ -72,8 +77,21 @@ def logger_config(cfg: DictConfig) -> LoggerConfig:
     return _typed(LoggerConfig, cfg)
 
 
-def search_space(cfg: DictConfig) -> SearchSpace:
-    return _typed(SearchSpace, cfg.space)
+def strategy(cfg: DictConfig) -> Strategy:
+    """The `Strategy` object a search config names (``strategy: module.NAME``)."""
+    found = get_object(cfg.strategy)
+    if not isinstance(found, Strategy):
+        raise ValueError(f"search.strategy {cfg.strategy!r} is a {type(found).__name__}, not a nas.search.Strategy")
+    return found
+
+
+def search_space(cfg: DictConfig, data: Dataset) -> Any:
+    """The strategy's space spec (``space_class``) from ``space``, sized for `data`."""
+    return _typed(get_object(cfg.space_class), cfg.space).for_data(data.input_shape, data.num_outputs)
+
+
+def objective(cfg: DictConfig, c_0: float) -> Objective:
+    return Objective(w_c=float(cfg.w_c), complexity=cfg.complexity, c_0=float(c_0))
 
 
 def budget(cfg: DictConfig) -> Budget:

@@ -1,46 +1,68 @@
-"""Random search as an init/ask/tell strategy over explicit state.
+"""Random search and Sobol search on the strategy contract.
 
-Proposal i is drawn from its own generator seeded by (seed, i), so the same
-seed proposes the same trials however they are batched or resumed.
+Proposal i is a function of (seed, i) only: a uniform point drawn from a
+generator seeded by (seed, i), or point i of a scrambled Sobol sequence, so
+the same seed proposes the same trials however they are batched or resumed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
 
-from nas.search.space import Candidate, SearchSpace, sample
+from nas.search.bo.sobol import sobol_unit
+from nas.search.space import SearchSpace, from_unit
+from nas.search.strategy import Candidate, Strategy, TrialResult, never_done, seed_of
 
 
 @dataclasses.dataclass(frozen=True)
-class RandomSearchState:
+class PointSearchState:
+    """Random or Sobol search: the space, the seed, what was asked and told.
+
+    Attributes:
+      points: ``uniform`` or ``sobol``.
+      told: (trial, objective) pairs, lower is better.
+    """
+
     space: SearchSpace
     seed: int
-    num_outputs: int
-    input_shape: tuple[int, ...]
+    points: str
     num_asked: int = 0
-    scores: tuple[tuple[int, float], ...] = ()  # (trial, score), higher is better
+    told: tuple[tuple[int, float], ...] = ()
 
 
-def init(space: SearchSpace, seed: int, num_outputs: int, input_shape: Sequence[int]) -> RandomSearchState:
-    return RandomSearchState(space, seed, num_outputs, tuple(input_shape))
+def _init(points: str):
+    def init(space: SearchSpace, key) -> PointSearchState:
+        return PointSearchState(space, seed_of(key), points)
+    return init
 
 
-def ask(state: RandomSearchState, n: int) -> tuple[RandomSearchState, list[Candidate]]:
+def _unit_point(state: PointSearchState, trial: int) -> np.ndarray:
+    if state.points == "sobol":
+        return sobol_unit(state.space.unit_dim, trial, 1, state.seed)[0]
+    return np.random.default_rng([state.seed, trial]).random(state.space.unit_dim)
+
+
+def ask(state: PointSearchState, n: int) -> tuple[PointSearchState, list[Candidate]]:
     candidates = []
     for trial in range(state.num_asked, state.num_asked + n):
-        rng = np.random.default_rng([state.seed, trial])
-        arch, lr, choices = sample(state.space, rng, state.num_outputs, state.input_shape)
+        arch, lr, choices = from_unit(state.space, _unit_point(state, trial))
         candidates.append(Candidate(trial, arch, lr, choices))
     return dataclasses.replace(state, num_asked=state.num_asked + n), candidates
 
 
-def tell(state: RandomSearchState, results: Sequence[tuple[int, float]]) -> RandomSearchState:
-    return dataclasses.replace(state, scores=state.scores + tuple((int(t), float(s)) for t, s in results))
+def tell(state: PointSearchState, results: Sequence[TrialResult]) -> PointSearchState:
+    return dataclasses.replace(state, told=state.told + tuple((r.trial, float(r.objective)) for r in results))
 
 
-def best(state: RandomSearchState) -> tuple[int, float] | None:
-    finite = [(t, s) for t, s in state.scores if np.isfinite(s)]
-    return max(finite, key=lambda ts: ts[1]) if finite else None
+def best(state: PointSearchState) -> tuple[int, float] | None:
+    """The (trial, objective) of the lowest finite objective told, or None."""
+    finite = [(t, v) for t, v in state.told if math.isfinite(v)]
+    return min(finite, key=lambda tv: (tv[1], tv[0])) if finite else None
+
+
+RANDOM = Strategy("random", _init("uniform"), ask, tell, never_done)
+SOBOL = Strategy("sobol", _init("sobol"), ask, tell, never_done)

@@ -1,4 +1,9 @@
-"""Search spaces as data: what a strategy may propose (Vizier-style spec)."""
+"""The joint MLP/CNN space of the random and Sobol baselines, as data.
+
+A proposal is a point u of the unit cube [0, 1)^d mapped to architecture
+choices (`from_unit`), so random search (uniform u) and Sobol search (a
+scrambled Sobol sequence) share one space and differ only in their points.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,14 @@ from nas.ir import Arch, cnn, mlp
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
-    """A joint space of small MLPs and plain CNNs plus the learning rate.
+    """Small MLPs and plain CNNs plus the learning rate.
 
     CNN channels follow Deep-n-Cheap's rule: the first layer draws from
     `cnn_channels`, each later layer from [c_i, min(2 c_i, cnn_max_channels)].
     Widths and learning rates are drawn log-uniformly.
+
+    Attributes:
+      input_shape, num_outputs: the dataset's; set at the edge (`for_data`).
     """
 
     families: tuple[str, ...] = ("mlp", "cnn")
@@ -29,57 +37,80 @@ class SearchSpace:
     batchnorm: tuple[bool, ...] = (False, True)
     dropout: tuple[float, ...] = (0.0, 0.1, 0.25)
     learning_rate: tuple[float, float] = (3e-4, 1e-2)
+    input_shape: tuple[int, ...] | None = None
+    num_outputs: int | None = None
 
     def __post_init__(self):
         unknown = set(self.families) - {"mlp", "cnn"}
         if not self.families or unknown:
             raise ValueError(f"families must be a non-empty subset of ['mlp', 'cnn'], got {list(self.families)}")
 
+    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "SearchSpace":
+        """This space sized for a dataset."""
+        return dataclasses.replace(self, input_shape=tuple(int(d) for d in input_shape), num_outputs=int(num_outputs))
 
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """A proposal: an architecture plus its training hyperparameters.
+    def most_complex(self) -> Arch:
+        """The deepest, widest configuration of any family, by parameters (Deep-n-Cheap's c_0 reference)."""
+        eligible = [f for f in self.families if f == "mlp" or len(self.input_shape or ()) == 3]
+        largest = []
+        for k in range(len(eligible)):
+            u = np.full(self.unit_dim, 1.0 - 1e-9)
+            u[0] = (k + 0.5) / len(eligible)
+            largest.append(from_unit(self, u)[0])
+        return max(largest, key=lambda a: a.num_params(self.input_shape))
 
-    Attributes:
-      trial: the 0-based index of this proposal in the run.
-      arch: the architecture to train.
-      learning_rate: the base learning rate.
-      choices: the sampled values, for reports and for rebuilding the proposal.
+    @property
+    def unit_dim(self) -> int:
+        """Coordinates of one point: family, BN, dropout, lr, depth, one per layer."""
+        return 5 + max(self.mlp_layers[1], self.cnn_layers[1])
+
+
+def _pick(options: Sequence[Any], u: float) -> Any:
+    return options[min(int(u * len(options)), len(options) - 1)]
+
+
+def _log_scaled(u: float, low: float, high: float) -> float:
+    return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+
+
+def _integer(u: float, low: int, high: int) -> int:
+    return min(int(low + u * (high + 1 - low)), high)
+
+
+def from_unit(space: SearchSpace, u: Sequence[float], num_outputs: int | None = None,
+              input_shape: Sequence[int] | None = None) -> tuple[Arch, float, dict[str, Any]]:
+    """The architecture, learning rate and choices of one unit-cube point.
+
+    Args:
+      space: the space (its `input_shape`/`num_outputs` unless given here).
+      u: `space.unit_dim` coordinates in [0, 1).
     """
-
-    trial: int
-    arch: Arch
-    learning_rate: float
-    choices: dict
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-
-
-def _log_int(rng: np.random.Generator, low: int, high: int) -> int:
-    return int(round(_log_uniform(rng, low, high)))
-
-
-def sample(space: SearchSpace, rng: np.random.Generator, num_outputs: int,
-           input_shape: Sequence[int]) -> tuple[Arch, float, dict[str, Any]]:
-    """Draws one architecture, learning rate and the choices that made them."""
+    num_outputs = space.num_outputs if num_outputs is None else num_outputs
+    input_shape = space.input_shape if input_shape is None else tuple(input_shape)
+    if num_outputs is None or input_shape is None:
+        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
+    u = np.asarray(u, float)
+    if u.shape != (space.unit_dim,):
+        raise ValueError(f"a point of this space has {space.unit_dim} coordinates, got shape {u.shape}")
     image = len(input_shape) == 3
     families = [f for f in space.families if f == "mlp" or image]
-    family = families[rng.integers(len(families))]
-    batchnorm = bool(space.batchnorm[rng.integers(len(space.batchnorm))])
-    dropout = float(space.dropout[rng.integers(len(space.dropout))])
-    lr = _log_uniform(rng, *space.learning_rate)
+    if not families:
+        raise ValueError(f"families {list(space.families)} need image inputs; the data has shape {input_shape}")
+    family = _pick(families, u[0])
+    batchnorm = bool(_pick(space.batchnorm, u[1]))
+    dropout = float(_pick(space.dropout, u[2]))
+    lr = _log_scaled(u[3], *space.learning_rate)
+    layers = u[5:]
     if family == "mlp":
-        depth = int(rng.integers(space.mlp_layers[0], space.mlp_layers[1] + 1))
-        widths = [_log_int(rng, *space.mlp_width) for _ in range(depth)]
+        depth = _integer(u[4], *space.mlp_layers)
+        widths = [int(round(_log_scaled(layers[i], *space.mlp_width))) for i in range(depth)]
         arch = mlp(widths, num_outputs, batchnorm=batchnorm, dropout=dropout, input_shape=input_shape)
     else:
-        depth = int(rng.integers(space.cnn_layers[0], space.cnn_layers[1] + 1))
-        widths = [_log_int(rng, *space.cnn_channels)]
-        for _ in range(depth - 1):
+        depth = _integer(u[4], *space.cnn_layers)
+        widths = [int(round(_log_scaled(layers[0], *space.cnn_channels)))]
+        for i in range(1, depth):
             low = widths[-1]
-            widths.append(int(rng.integers(low, max(low, min(2 * low, space.cnn_max_channels)) + 1)))
+            widths.append(_integer(layers[i], low, max(low, min(2 * low, space.cnn_max_channels))))
         # Halve the resolution after every layer but the last while it stays >= 2.
         downs, size = [], min(input_shape[:2])
         for i in range(depth - 1):
@@ -90,3 +121,9 @@ def sample(space: SearchSpace, rng: np.random.Generator, num_outputs: int,
                    input_shape=input_shape)
     choices = dict(family=family, widths=widths, batchnorm=batchnorm, dropout=dropout, learning_rate=lr)
     return arch, lr, choices
+
+
+def sample(space: SearchSpace, rng: np.random.Generator, num_outputs: int | None = None,
+           input_shape: Sequence[int] | None = None) -> tuple[Arch, float, dict[str, Any]]:
+    """A uniformly random point of the space (see `from_unit`)."""
+    return from_unit(space, rng.random(space.unit_dim), num_outputs, input_shape)

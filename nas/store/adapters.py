@@ -1,50 +1,59 @@
-"""Between the search loop's records and the store's: Candidate -> PlannedTrial,
+"""Between the search engine's records and the store's: Candidate -> PlannedTrial,
 TrainResult -> TrialOutcome, and a stored Trial back to a Candidate.
 
 Duck-typed on the way in, so importing the store does not import JAX; the
-way back imports `nas.search.space` (and with it `nas.ir`) only when called.
+way back imports `nas.search` (and with it `nas.ir`) only when called.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from nas.store.records import DIVERGED, DONE, PlannedTrial, Trial, TrialOutcome
 
 if TYPE_CHECKING:
-    from nas.search.space import Candidate
+    from nas.search.strategy import Candidate
     from nas.train.loop import TrainResult
 
 
-def plan_from_candidate(candidate: "Candidate", parent: int | None = None) -> PlannedTrial:
-    """The planned trial of a strategy's proposal.
-
-    Args:
-      candidate: a `nas.search.Candidate`.
-      parent: the trial it was derived from (a morphism's source), if any.
-    """
+def plan_from_candidate(candidate: "Candidate") -> PlannedTrial:
+    """The planned trial of a strategy's proposal (its inherited weights are not stored)."""
     return PlannedTrial(
         index=candidate.trial,
         arch=candidate.arch.to_json(indent=None),
         arch_hash=candidate.arch.structural_hash(),
-        hyperparameters={"learning_rate": candidate.learning_rate, "choices": candidate.choices},
-        parent=parent,
+        hyperparameters=candidate.hyperparameters(),
+        parent=candidate.parent,
     )
 
 
 def candidate_from_trial(trial: Trial) -> "Candidate":
-    """Rebuilds the proposal of a stored trial (to train a queued trial after a restart)."""
+    """Rebuilds a stored ``fresh`` or ``continue`` proposal.
+
+    Raises:
+      ValueError: the trial inherited morphed weights, which only its
+        strategy can recompute (from the parent's checkpoint).
+    """
     from nas.ir import Arch
-    from nas.search.space import Candidate
+    from nas.search.strategy import FRESH, Candidate
 
-    hp: dict[str, Any] = trial.hyperparameters
-    return Candidate(trial=trial.index, arch=Arch.from_json(trial.arch),
-                     learning_rate=hp["learning_rate"], choices=hp.get("choices", {}))
+    hp: dict[str, Any] = dict(trial.hyperparameters)
+    start = hp.get("start", FRESH)
+    if start == "inherit":
+        raise ValueError(f"trial {trial.index} inherited morphed weights; replay its strategy to rebuild it")
+    return Candidate(trial=trial.index, arch=Arch.from_json(trial.arch), learning_rate=hp.get("learning_rate"),
+                     choices=hp.get("choices", {}), weight_decay=hp.get("weight_decay"),
+                     batch_size=hp.get("batch_size"), epochs=hp.get("epochs"), parent=trial.parent, start=start)
 
 
-def outcome_from_result(result: "TrainResult") -> TrialOutcome:
-    """The outcome of a `nas.train.TrainResult` (its trained variables are not stored)."""
+def outcome_from_result(result: "TrainResult", metrics: Mapping[str, Any] | None = None) -> TrialOutcome:
+    """The outcome of a `nas.train.TrainResult` (its trained variables are not stored).
+
+    Args:
+      metrics: extra values to keep with the validation metrics (the
+        objective, the error, wall seconds).
+    """
     score = float(result.best_val_score)
     finite = result.status == DONE and math.isfinite(score)
     if result.status not in (DONE, DIVERGED):
@@ -52,7 +61,7 @@ def outcome_from_result(result: "TrainResult") -> TrialOutcome:
     return TrialOutcome(
         status=result.status,
         best_score=score if finite else None,
-        metrics={"best_epoch": result.best_epoch, **dict(result.best_val_metrics)},
+        metrics={"best_epoch": result.best_epoch, **dict(result.best_val_metrics), **dict(metrics or {})},
         epochs=int(result.epochs),
         t_tr=float(result.t_tr),
         num_params=int(result.num_params),

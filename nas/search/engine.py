@@ -161,7 +161,6 @@ def run_search(
     state = strategy.init(space, key)
     candidates: dict[int, Candidate] = {}
     results: dict[int, TrialResult] = {}
-    weights: dict[int, tuple[dict, int]] = {}  # trial -> (variables, epochs), for continue proposals
     checkpoints = {a.trial: a.path for a in store.artefacts(run, kind="checkpoint")}
     trained, asked = 0, 0
     stop_reason = "max_trials"
@@ -170,12 +169,12 @@ def run_search(
         return elapsed_before + time.perf_counter() - start_clock
 
     def load_weights(trial: int) -> tuple[dict, int]:
-        if trial not in weights:
-            if trial not in checkpoints:
-                raise ResumeMismatchError(f"trial {trial}'s weights are needed but it has no checkpoint")
-            _, variables, _ = load_model(checkpoints[trial])
-            weights[trial] = (variables, results[trial].epochs if trial in results else stored[trial].epochs)
-        return weights[trial]
+        # Read back from the checkpoint rather than kept in memory: memory stays flat over a long
+        # run, and a resumed run reads exactly the bits an uninterrupted one would have used.
+        if trial not in checkpoints:
+            raise ResumeMismatchError(f"trial {trial}'s weights are needed but it has no checkpoint")
+        _, variables, _ = load_model(checkpoints[trial])
+        return variables, results[trial].epochs if trial in results else stored[trial].epochs
 
     def checkpoint(c: Candidate, r: TrialResult, ev: Evaluation) -> None:
         path = os.path.join(run_dir, "trials", str(c.trial))
@@ -251,12 +250,12 @@ def run_search(
                         outcome = dataclasses.replace(outcome, status=DIVERGED, best_score=None)
                 stored[c.trial] = store.finish(run, c.trial, outcome, attempt=claimed[c.trial])
                 results[c.trial] = r
-                if strategy.needs_weights and r.ok:
-                    weights[c.trial] = (ev.result.variables, r.epochs)
                 trained += 1
                 if on_trial is not None:
                     on_trial(c, r, ev)
         state = strategy.tell(state, [results[c.trial] for c in batch])
+        for c in batch:  # the strategy keeps what weights it needs; the engine drops its copies
+            results[c.trial] = dataclasses.replace(results[c.trial], variables=None)
         store.save_strategy_state(run, json.dumps({"strategy": strategy.name, "elapsed": elapsed(),
                                                    "asked": asked}).encode(), told=sorted(results))
 
@@ -269,8 +268,7 @@ def run_search(
 
 
 def export_artefacts(outcome: SearchOutcome, store: TrialStore, run_dir: str) -> dict[str, Any]:
-    """Copies the best model to ``run_dir/best``, records best and Pareto artefacts, and prunes
-    checkpoints of dominated trials (unless the strategy keeps every trial's weights).
+    """Copies the best model to ``run_dir/best`` and records the best and Pareto artefacts.
 
     Returns:
       {"best": path or None, "pareto": {trial: path}}.

@@ -372,17 +372,35 @@ class Arch:
         index: dict[str, int] = {}
         parts: list[str] = []
 
-        def visit(node_id: str) -> str:
-            if node_id in index:
-                return f"@{index[node_id]}"
-            node = self.node(node_id)
-            children = list(node.inputs)
+        def children(node: Node) -> list[str]:
+            ids = list(node.inputs)
             if node.op == "Add":
-                children.sort(key=lambda c: labels[c])
-            refs = [visit(c) for c in children]
-            index[node_id] = len(index)
-            parts.append(f"{node.op}{json.dumps(_thaw(_freeze(node.normalized_attrs())), sort_keys=True)}"
-                         f"<{','.join(refs)}>")
+                ids.sort(key=lambda c: labels[c])
+            return ids
+
+        def visit(node_id: str) -> str:
+            # Post-order walk with an explicit stack: mined models run to
+            # hundreds of layers, deeper than Python's recursion limit.
+            stack: list[tuple[Node, list[str], list[str]]] = []
+            if node_id not in index:
+                node = self.node(node_id)
+                stack.append((node, children(node), []))
+            while stack:
+                node, kids, refs = stack[-1]
+                if len(refs) < len(kids):
+                    child = kids[len(refs)]
+                    if child in index:
+                        refs.append(f"@{index[child]}")
+                    else:
+                        child_node = self.node(child)
+                        stack.append((child_node, children(child_node), []))
+                    continue
+                stack.pop()
+                index[node.id] = len(index)
+                parts.append(f"{node.op}{json.dumps(_thaw(_freeze(node.normalized_attrs())), sort_keys=True)}"
+                             f"<{','.join(refs)}>")
+                if stack:
+                    stack[-1][2].append(f"@{index[node.id]}")
             return f"@{index[node_id]}"
 
         outs = [visit(o) for o in self.outputs]

@@ -110,8 +110,8 @@ def _observations(state: BayesOptState) -> tuple[np.ndarray, np.ndarray]:
 def _base_kernel(space: Space):
     if space.kernel == "ramp":
         return ramp_kernel(space)
-    lo, hi = (np.array(b) for b in zip(*(p.slot_bounds() for p in space.params)))
-    span = np.where(hi - lo > 0, hi - lo, 1.0).ravel()
+    lo, hi = (np.concatenate(b) for b in zip(*(p.slot_bounds() for p in space.params)))  # one-hot: several slots
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
     stationary = {"matern52": tinygp.kernels.Matern52, "rbf": tinygp.kernels.ExpSquared}[space.kernel]
     # The unit box: length scales are fractions of each side.
     return tinygp.transforms.Linear(1.0 / span, stationary(scale=1.0, distance=tinygp.kernels.distance.L2Distance()))

@@ -8,7 +8,12 @@ encodes to one vector of the same length, so kernels over it are jit-able:
 - numeric: one slot holding the value, or log10 of it when `log` (Deep-n-Cheap
   compares learning rate and weight decay on the log scale, section 2.2.1);
 - layers / summed: `max_layers` slots holding the per-layer values, padded with
-  `NO_LAYER` where a configuration has fewer layers.
+  `NO_LAYER` where a configuration has fewer layers;
+- categorical: one slot per choice, one-hot, so any two different choices are
+  equally far apart (sqrt 2) under a stationary kernel on the unit box, and no
+  order is invented between them (Garrido-Merchan and Hernandez-Lobato 2020
+  use the same encoding, rounding in the kernel; here candidates are drawn as
+  exact one-hot vectors instead).
 
 Sampling maps points of the unit cube to configurations (`from_unit`), the way
 Deep-n-Cheap's `get_states` does: one coordinate for the depth, one per layer,
@@ -25,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 NO_LAYER = -1.0  # encoding of an absent layer; layer values must be positive
-KINDS = ("numeric", "layers", "summed")
+KINDS = ("numeric", "layers", "summed", "categorical")
 KERNELS = ("ramp", "matern52", "rbf")
 
 Config = dict[str, Any]
@@ -43,10 +48,11 @@ class Hyperparameter:
       name: key of this hyperparameter in a configuration.
       lower, upper: bounds l_k, u_k of the value (of the first layer's value for
         `layers`; of each layer's value for `summed`), in natural units even
-        when `log`.
+        when `log`; for `categorical`, 0 and len(choices) - 1 (see `categorical`).
       kind: "numeric" (one value), "layers" (compared layer by layer, a missing
         layer at the maximum distance omega), or "summed" (compared by the sum
-        over layers, as Deep-n-Cheap does for MLP hidden widths).
+        over layers, as Deep-n-Cheap does for MLP hidden widths), or
+        "categorical" (one of `choices`, unordered; stationary kernels only).
       log: compare log10 values (numeric only).
       integer: the value is an integer (layers and summed always are).
       s: weight of this hyperparameter in the convex combination (eq. 4);
@@ -59,6 +65,8 @@ class Hyperparameter:
       growth: layers only; layer i+1 is drawn from [c_i, min(growth * c_i, cap)]
         and layer i's kernel bounds are [lower, min(upper * growth**(i-1), cap)].
       cap: the largest value any layer may take (layers only; default upper).
+      choices: the values of a categorical hyperparameter (str, int, float or
+        bool, distinct); empty for the other kinds.
     """
 
     name: str
@@ -73,15 +81,21 @@ class Hyperparameter:
     layers: tuple[int, int] = (1, 1)
     growth: float | None = None
     cap: float | None = None
+    choices: tuple = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise SpaceError(f"hyperparameter {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "choices", tuple(self.choices))  # a JSON round trip gives a list
+        if self.kind == "categorical":
+            _check_choices(self)
+        elif self.choices:
+            raise SpaceError(f"hyperparameter {self.name!r}: choices are for kind 'categorical', not {self.kind!r}")
         if not self.upper >= self.lower:
             raise SpaceError(f"hyperparameter {self.name!r}: upper {self.upper} is below lower {self.lower}")
         if self.log and (self.kind != "numeric" or self.lower <= 0):
             raise SpaceError(f"hyperparameter {self.name!r}: log scale needs a numeric kind and lower > 0")
-        if self.kind != "numeric":
+        if self.kind in ("layers", "summed"):
             lo, hi = self.layers
             if not 0 <= lo <= hi or hi < 1:
                 raise SpaceError(f"hyperparameter {self.name!r}: layers must be (min, max) with 0 <= min <= max, max >= 1")
@@ -95,15 +109,19 @@ class Hyperparameter:
     @property
     def width(self) -> int:
         """Number of slots in the encoding."""
+        if self.kind == "categorical":
+            return len(self.choices)
         return 1 if self.kind == "numeric" else self.layers[1]
 
     @property
     def unit_width(self) -> int:
         """Number of unit-cube coordinates a sample of this hyperparameter uses."""
-        return 1 if self.kind == "numeric" else 1 + self.layers[1]
+        return 1 if self.kind in ("numeric", "categorical") else 1 + self.layers[1]
 
     def slot_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-slot (l, u) used by the kernel, in encoded units."""
+        if self.kind == "categorical":  # one-hot slots
+            return np.zeros(self.width), np.ones(self.width)
         if self.kind == "numeric":
             lo, hi = (math.log10(self.lower), math.log10(self.upper)) if self.log else (self.lower, self.upper)
             return np.array([lo], float), np.array([hi], float)
@@ -126,14 +144,55 @@ class Hyperparameter:
         return np.full(self.width, 0.5 if self.kind == "summed" else 1.0)
 
 
+def _check_choices(p: Hyperparameter) -> None:
+    if not p.choices:
+        raise SpaceError(f"hyperparameter {p.name!r}: a categorical hyperparameter needs at least one choice")
+    bad = [c for c in p.choices if not isinstance(c, (str, int, float, bool))]
+    if bad:
+        raise SpaceError(f"hyperparameter {p.name!r}: choices must be str, int, float or bool, got {bad}")
+    keys = [(type(c), c) for c in p.choices]
+    if len(set(keys)) != len(keys):
+        raise SpaceError(f"hyperparameter {p.name!r}: choices {list(p.choices)} repeat a value")
+    if p.log or p.integer:
+        raise SpaceError(f"hyperparameter {p.name!r}: a categorical hyperparameter has no log scale or integer flag")
+
+
+def categorical(name: str, choices, s: float = 1.0) -> Hyperparameter:
+    """An unordered hyperparameter taking one of `choices` (encoded one-hot).
+
+    Args:
+      name: key in a configuration.
+      choices: the distinct values (str, int, float or bool).
+      s: weight, as for the other kinds.
+    """
+    choices = tuple(choices)
+    return Hyperparameter(name, 0.0, float(max(len(choices) - 1, 0)), kind="categorical", s=s, choices=choices)
+
+
+def choice_index(p: Hyperparameter, value) -> int:
+    """Position of `value` among the choices of categorical `p` (1 and True are different choices).
+
+    Raises:
+      SpaceError: the value is not one of the choices.
+    """
+    for i, c in enumerate(p.choices):
+        if type(c) is type(value) and c == value:
+            return i
+    for i, c in enumerate(p.choices):  # e.g. a numpy integer for an int choice
+        if not isinstance(value, bool) and not isinstance(c, bool) and c == value:
+            return i
+    raise SpaceError(f"{p.name!r} = {value!r} is not one of its choices {list(p.choices)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Space:
     """The hyperparameters searched over together, and the GP kernel to use.
 
     Attributes:
       params: the hyperparameters, in encoding order.
-      kernel: "ramp" (Deep-n-Cheap's ramp-distance kernel), or "matern52" /
-        "rbf" (stationary kernels on the unit-scaled box; numeric params only).
+      kernel: "ramp" (Deep-n-Cheap's ramp-distance kernel; no categorical
+        params), or "matern52" / "rbf" (stationary kernels on the unit-scaled
+        box; numeric and categorical params).
     """
 
     params: tuple[Hyperparameter, ...]
@@ -145,8 +204,11 @@ class Space:
             raise SpaceError(f"a space needs at least one hyperparameter and unique names, got {names}")
         if self.kernel not in KERNELS:
             raise SpaceError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
-        if self.kernel != "ramp" and any(p.kind != "numeric" for p in self.params):
-            raise SpaceError(f"kernel {self.kernel!r} needs numeric hyperparameters only; use kernel='ramp'")
+        if self.kernel != "ramp" and any(p.kind not in ("numeric", "categorical") for p in self.params):
+            raise SpaceError(f"kernel {self.kernel!r} needs numeric or categorical hyperparameters; use kernel='ramp'")
+        if self.kernel == "ramp" and any(p.kind == "categorical" for p in self.params):
+            raise SpaceError("the ramp kernel has no distance for categorical hyperparameters "
+                             f"{[p.name for p in self.params if p.kind == 'categorical']}; use kernel='matern52' or 'rbf'")
 
     @property
     def dim(self) -> int:
@@ -199,6 +261,9 @@ def encode(space: Space, config: Mapping[str, Any]) -> np.ndarray:
                 v = math.log10(v) if v > 0 else math.log10(p.lower)
             parts.append([v])
             continue
+        if p.kind == "categorical":
+            parts.append(np.eye(p.width)[choice_index(p, value)])
+            continue
         values = [float(v) for v in value]
         if len(values) > p.width or any(v <= 0 for v in values):
             raise SpaceError(f"{p.name!r} = {list(value)}: need at most {p.width} positive layer values")
@@ -213,6 +278,9 @@ def decode(space: Space, x) -> Config:
     for p in space.params:
         slots = x[i:i + p.width]
         i += p.width
+        if p.kind == "categorical":
+            config[p.name] = p.choices[int(np.argmax(slots))]
+            continue
         if p.kind != "numeric":
             config[p.name] = tuple(int(round(v)) for v in slots if v > 0)
             continue
@@ -226,7 +294,9 @@ def canonical(space: Space, config: Mapping[str, Any]) -> Config:
     out = {}
     for p in space.params:
         v = config[p.name]
-        if p.kind != "numeric":
+        if p.kind == "categorical":
+            out[p.name] = p.choices[choice_index(p, v)]
+        elif p.kind != "numeric":
             out[p.name] = tuple(int(c) for c in v)
         else:
             out[p.name] = int(v) if p.integer else float(v)
@@ -257,6 +327,10 @@ def from_unit(space: Space, U) -> np.ndarray:
             else:
                 lo, hi = p.slot_bounds()
                 cols.append((lo[0] + u[:, 0] * (hi[0] - lo[0]))[:, None])
+            continue
+        if p.kind == "categorical":  # each choice with probability 1 / len(choices)
+            index = _scaled_int(u[:, 0], 0, p.width - 1).astype(int)
+            cols.append(np.eye(p.width)[index])
             continue
         n_layers = _scaled_int(u[:, 0], p.layers[0], p.layers[1])
         lo, hi = math.ceil(p.lower), math.floor(p.upper)

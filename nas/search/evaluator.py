@@ -50,14 +50,15 @@ def config_for(candidate: Candidate, base: TrainConfig, parent_epochs: int = 0) 
     The seed is `base.seed + trial`, so a proposal retrained after a restart
     reproduces its result.
     """
-    optimizer = base.optimizer
+    optimizer = candidate.optimizer if candidate.optimizer is not None else base.optimizer
+    schedule = candidate.schedule if candidate.schedule is not None else base.schedule
     if candidate.learning_rate is not None:
         optimizer = dataclasses.replace(optimizer, learning_rate=float(candidate.learning_rate))
     if candidate.weight_decay is not None:
         optimizer = dataclasses.replace(optimizer, weight_decay=float(candidate.weight_decay))
     total = candidate.epochs if candidate.epochs is not None else base.epochs
     return dataclasses.replace(
-        base, seed=base.seed + candidate.trial, optimizer=optimizer,
+        base, seed=base.seed + candidate.trial, optimizer=optimizer, schedule=schedule,
         batch_size=int(candidate.batch_size) if candidate.batch_size is not None else base.batch_size,
         epochs=max(int(total) - parent_epochs, 0))
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from nas.ir import Arch
+from nas.train.config import OptimizerConfig, ScheduleConfig
 
 FRESH, INHERIT, CONTINUE = "fresh", "inherit", "continue"
 STARTS = (FRESH, INHERIT, CONTINUE)
@@ -52,6 +53,10 @@ class Candidate:
         weights, trained on up to `epochs` in total: multi-fidelity).
       variables: the inherited weights for ``inherit``; never stored (a
         replay recomputes them from the parent's checkpoint).
+      optimizer, schedule: a whole optimiser and learning-rate schedule
+        (Manas's mined optimizer, e.g. Nesterov SGD with Keras's
+        inverse-time decay); None takes the run's base settings.
+        `learning_rate` and `weight_decay` still override theirs.
     """
 
     trial: int
@@ -64,8 +69,14 @@ class Candidate:
     parent: int | None = None
     start: str = FRESH
     variables: Any = dataclasses.field(default=None, compare=False, repr=False)
+    optimizer: OptimizerConfig | None = None
+    schedule: ScheduleConfig | None = None
 
     def __post_init__(self):
+        if self.optimizer is not None and not isinstance(self.optimizer, OptimizerConfig):
+            raise TypeError(f"trial {self.trial}: optimizer must be an OptimizerConfig, got {self.optimizer!r}")
+        if self.schedule is not None and not isinstance(self.schedule, ScheduleConfig):
+            raise TypeError(f"trial {self.trial}: schedule must be a ScheduleConfig, got {self.schedule!r}")
         if self.start not in STARTS:
             raise ValueError(f"trial {self.trial}: start must be one of {STARTS}, got {self.start!r}")
         if self.start != FRESH and self.parent is None:
@@ -74,10 +85,30 @@ class Candidate:
             raise ValueError(f"trial {self.trial}: start='inherit' needs the inherited variables")
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The JSON-ready training settings, as the trial store records them."""
-        return {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
-                "batch_size": self.batch_size, "epochs": self.epochs, "start": self.start,
-                "choices": dict(self.choices)}
+        """The JSON-ready training settings, as the trial store records them.
+
+        `optimizer` and `schedule` appear only when set, so trials stored
+        before they existed still replay.
+        """
+        out = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+               "batch_size": self.batch_size, "epochs": self.epochs, "start": self.start,
+               "choices": dict(self.choices)}
+        if self.optimizer is not None:
+            out["optimizer"] = dataclasses.asdict(self.optimizer)
+        if self.schedule is not None:
+            out["schedule"] = {k: list(v) if isinstance(v, tuple) else v
+                               for k, v in dataclasses.asdict(self.schedule).items()}
+        return out
+
+
+def training_of(hyperparameters: Mapping[str, Any]) -> tuple[OptimizerConfig | None, ScheduleConfig | None]:
+    """The (optimizer, schedule) a stored `Candidate.hyperparameters()` carries (None where absent)."""
+    optimizer = hyperparameters.get("optimizer")
+    schedule = hyperparameters.get("schedule")
+    if schedule is not None:
+        schedule = dict(schedule, drop_at=tuple(schedule.get("drop_at", ScheduleConfig().drop_at)))
+    return (None if optimizer is None else OptimizerConfig(**optimizer),
+            None if schedule is None else ScheduleConfig(**schedule))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,4 +178,4 @@ def never_done(state) -> bool:
 
 
 __all__ = ["CONTINUE", "Candidate", "FRESH", "INHERIT", "STARTS", "Strategy", "TrialResult", "never_done",
-           "seed_of"]
+           "seed_of", "training_of"]

@@ -36,15 +36,17 @@ def candidate_from_trial(trial: Trial) -> "Candidate":
         strategy can recompute (from the parent's checkpoint).
     """
     from nas.ir import Arch
-    from nas.search.strategy import FRESH, Candidate
+    from nas.search.strategy import FRESH, Candidate, training_of
 
     hp: dict[str, Any] = dict(trial.hyperparameters)
+    optimizer, schedule = training_of(hp)
     start = hp.get("start", FRESH)
     if start == "inherit":
         raise ValueError(f"trial {trial.index} inherited morphed weights; replay its strategy to rebuild it")
     return Candidate(trial=trial.index, arch=Arch.from_json(trial.arch), learning_rate=hp.get("learning_rate"),
                      choices=hp.get("choices", {}), weight_decay=hp.get("weight_decay"),
-                     batch_size=hp.get("batch_size"), epochs=hp.get("epochs"), parent=trial.parent, start=start)
+                     batch_size=hp.get("batch_size"), epochs=hp.get("epochs"), parent=trial.parent, start=start,
+                     optimizer=optimizer, schedule=schedule)
 
 
 def outcome_from_result(result: "TrainResult", metrics: Mapping[str, Any] | None = None) -> TrialOutcome:

@@ -205,6 +205,23 @@ def test_closest_model_ranks_outputs_before_size():
     assert result.closest_index == 1
 
 
+def test_models_of_another_task_are_not_matched():
+    class Mined:
+        def __init__(self, arch, task):
+            self.arch, self.intent = arch, Intent(None, None, None, None, task)
+
+    # The regression model has the dataset's exact size, the classifiers are 4-12 pixels off.
+    regression = Mined(cnn((8,), 1, input_shape=(8, 8, 1)), "regression")
+    classifiers = [Mined(cnn((8,), 10, input_shape=(8 + d, 8 + d, 1)), "classification") for d in (4, 8, 12)]
+    unknown = Mined(cnn((8,), 10, input_shape=(40, 40, 1)), "unknown")
+    result = match(shape_intent((8, 8, 1), 10), [regression, *classifiers, unknown])
+    assert 0 not in result.cluster_indices and result.closest_index == 1
+    assert "1 model(s) of another task left out" in result.reason
+    assert result.intents[0].task == "regression" and result.intents[4].task == "unknown"
+    for_regression = match(shape_intent((8, 8, 1), 1, task="regression"), [regression, *classifiers])
+    assert for_regression.selected_indices == (0,)
+
+
 def test_matching_accepts_records_and_skips_models_without_intent():
     class Mined:
         def __init__(self, arch, optimizer):
@@ -285,7 +302,10 @@ def test_filter_keeps_the_most_common_architecture():
 
     result = match(shape_intent((28, 28, 1), 10), archs, threshold=4)
     assert result.filtered and len(result.cluster) == len(archs)
-    assert {a.name for a in result.selected} == {a.name for a in common}
+    # The filter adds the most common architecture's models to the closest one (here "second0",
+    # first of the equally close), which Manas starts from whatever its class.
+    assert result.closest_index == 0 and result.selected[0].name == "second0"
+    assert {a.name for a in result.selected[1:]} == {a.name for a in common}
     assert "filtered" in result.reason
     unfiltered = match(shape_intent((28, 28, 1), 10), archs, threshold=len(archs))
     assert not unfiltered.filtered and unfiltered.selected == unfiltered.cluster

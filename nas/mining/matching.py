@@ -38,6 +38,8 @@ from nas.mining.gmeans import DEFAULT_ALPHA, gmeans
 from nas.mining.graph_similarity import most_common_architecture
 from nas.mining.intent import Intent
 
+TASKS = ("classification", "regression")
+
 if TYPE_CHECKING:
     from nas.data import Dataset
 
@@ -63,7 +65,7 @@ def shape_intent(input_shape: Sequence[int], classes: int, task: str = "classifi
     As for mined models, a rank-3 shape is (height, width, channels) and a
     sequence (L, C) has height L and no width; flat features have neither.
     """
-    if task not in ("classification", "regression"):
+    if task not in TASKS:
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"classes must be a positive integer, got {classes!r}")
@@ -189,7 +191,10 @@ def match(
         try:
             if arch is None:
                 raise IntentError("no IR architecture (the miner could not build one)")
-            intents.append(arch_intent(arch))
+            intent = arch_intent(arch)
+            # The architecture cannot tell classification from regression; the mined loss can.
+            task = getattr(getattr(model, "intent", None), "task", "unknown")
+            intents.append(dataclasses.replace(intent, task=task) if task in TASKS else intent)
         except IntentError as exc:
             intents.append(None)
             skipped.append((i, str(exc)))
@@ -198,6 +203,11 @@ def match(
         raise MatchError(f"none of the {len(models)} models has a usable intent"
                          + (f"; first problem: {skipped[0][1]}" if skipped else ""))
 
+    # A regression model's single output is no head for a 10-class problem (nor the reverse),
+    # however close its input size: models of a known, different task are not candidates.
+    same_task = [i for i in usable if intents[i].task not in TASKS or intents[i].task == dataset.task]
+    other_task = len(usable) - len(same_task)
+    usable = same_task or usable
     deltas = {i: intent_deltas(dataset, intents[i]) for i in usable}
     delta_i = min(d[0] for d in deltas.values())
     candidates = [i for i in usable if deltas[i][0] == delta_i]
@@ -211,6 +221,8 @@ def match(
     if filtered:
         kept = most_common_architecture([arch_of(models[i]) for i in cluster], prefer=cluster.index(closest))
         selected = tuple(cluster[k] for k in kept)
+        if closest not in selected:  # Manas starts from the closest model; the filter only adds its kin
+            selected = (closest, *selected)
     else:
         selected = cluster
 
@@ -222,6 +234,8 @@ def match(
     reason = (f"{channels}; G-means found {clustering.k} cluster(s); the closest model #{closest} "
               f"(delta_o = {d_o}, delta_s = {d_s:.1f}) lies in a cluster of {len(cluster)}"
               + (f", filtered to its most common architecture: {len(selected)} model(s)" if filtered else ""))
+    if other_task and same_task:
+        reason += f"; {other_task} model(s) of another task left out"
     if skipped:
         reason += f"; {len(skipped)} model(s) skipped without an intent"
     return MatchResult(

@@ -43,7 +43,7 @@ def run(strategy: str, data: str, trials: int, epochs: int, out: str, extra: lis
 
 
 def table(rows: list[dict]) -> str:
-    header = ("| strategy | trials | best val acc | test acc | params | depth | best's epochs | t_tr (s) | wall (s) |\n"
+    header = ("| strategy | trials | best val acc | test acc | params | depth | best's epochs | t_tr (s) | search (s) |\n"
               "|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for r in rows:
@@ -51,7 +51,7 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['strategy']} | {r.get('status')} |  |  |  |  |  |  |  |")
             continue
         lines.append(f"| {r['strategy']} | {r['trials']} | {r['val_score']:.4f} | {r['test_accuracy']:.4f} | "
-                     f"{r['num_params']:,} | {r['depth']} | {r['epochs']} | {r['t_tr']:.3f} | {r['wall_seconds']:.0f} |")
+                     f"{r['num_params']:,} | {r['depth']} | {r['epochs']} | {r['t_tr']:.3f} | {r['search_seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -68,11 +68,11 @@ def main(argv=None) -> None:
     for name in args.strategies:
         rows.append(run(name, args.data, args.trials, args.epochs, args.out, args.extra))
         print(json.dumps({k: rows[-1].get(k) for k in ("strategy", "status", "test_accuracy", "num_params",
-                                                         "wall_seconds")}), flush=True)
+                                                         "search_seconds")}), flush=True)
     text = (f"{args.data}, {args.trials} trials each; train.epochs={args.epochs} for the strategies that train each "
             "trial from scratch (random, sobol, dnc); hyperband/asha use their own epoch rungs and the morphism "
-            "strategies their own initial/child epochs (a morph child's count is its own training on top of its inherited weights); wall time is "
-            "the last invocation's\n\n" + table(rows))
+            "strategies their own initial/child epochs (a morph child's count is its own training on top of "
+            "its inherited weights); search time is summed over invocations\n\n" + table(rows))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.data}.md"), "w") as f:
         f.write(text + "\n")

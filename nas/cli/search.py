@@ -139,6 +139,7 @@ def main(cfg: DictConfig) -> dict:
 def _summary(cfg, outcome: SearchOutcome, objective: Objective, data, config, artefacts, counts, done_before) -> dict:
     summary = {"job": "search", "strategy": cfg.search.name, "dataset": data.name, "trials": len(outcome.results),
                "trained_now": outcome.trained, "finished_before": done_before, "stop_reason": outcome.stop_reason,
+               "search_seconds": outcome.seconds,
                "counts": counts, "objective": dataclasses.asdict(objective), "pareto": list(outcome.pareto)}
     if outcome.best is None:
         summary["status"] = "no finite trial"

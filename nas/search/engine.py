@@ -80,6 +80,8 @@ class SearchOutcome:
       trained: trials trained by this invocation (the rest were replayed).
       state: the strategy's final state.
       checkpoints: trial -> model directory of the checkpointed trials.
+      seconds: search time summed over every invocation of the run (a killed
+        one counts up to its last told batch), as `Budget.max_time` counts it.
     """
 
     run: Run
@@ -91,6 +93,7 @@ class SearchOutcome:
     trained: int
     state: Any
     checkpoints: dict[int, str]
+    seconds: float
 
     def result(self, trial: int) -> TrialResult:
         return next(r for r in self.results if r.trial == trial)
@@ -264,7 +267,8 @@ def run_search(
     best = min(finite, key=lambda r: (r.objective, r.trial)).trial if finite else None
     front = pareto_front([(r.error, _complexity(objective, r)) for r in finite])
     return SearchOutcome(run, tuple(candidates[i] for i in sorted(candidates)), ordered, best,
-                         tuple(finite[i].trial for i in front), stop_reason, trained, state, checkpoints)
+                         tuple(finite[i].trial for i in front), stop_reason, trained, state, checkpoints,
+                         elapsed())
 
 
 def export_artefacts(outcome: SearchOutcome, store: TrialStore, run_dir: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nas.ir import Arch, Attrs, Node, mlp
+from nas.search.space import int_from_unit, log_from_unit, pick_from_unit
 
 FAMILIES = ("chain", "skip_chain", "mlp")
 CONV_OPS = {"conv": "Conv2D", "separable": "SeparableConv2D"}
@@ -178,18 +179,6 @@ class HyperbandSpace:
         return 7 + max(self.components[1], self.mlp_layers[1]) * self.block_dim
 
 
-def _pick(options: Sequence[Any], u: float) -> Any:
-    return options[min(int(u * len(options)), len(options) - 1)]
-
-
-def _log_scaled(u: float, low: float, high: float) -> float:
-    return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
-
-
-def _integer(u: float, low: int, high: int) -> int:
-    return min(int(low + u * (high + 1 - low)), high)
-
-
 def config_from_unit(space: HyperbandSpace, u: Sequence[float]) -> tuple[str, ChainConfig | MlpConfig, dict[str, Any]]:
     """The architecture configuration and training settings of one unit-cube point.
 
@@ -201,28 +190,28 @@ def config_from_unit(space: HyperbandSpace, u: Sequence[float]) -> tuple[str, Ch
     u = np.asarray(u, float)
     if u.shape != (space.unit_dim,):
         raise ValueError(f"a point of this space has {space.unit_dim} coordinates, got shape {u.shape}")
-    family = _pick(space.eligible_families(), u[0])
-    batchnorm = bool(_pick(space.batchnorm, u[1]))
-    dropout = float(_pick(space.dropout, u[2]))
-    training = dict(learning_rate=_log_scaled(u[3], *space.learning_rate),
-                    weight_decay=float(_pick(space.weight_decay, u[4])),
-                    batch_size=int(_pick(space.batch_size, u[5])))
+    family = pick_from_unit(space.eligible_families(), u[0])
+    batchnorm = bool(pick_from_unit(space.batchnorm, u[1]))
+    dropout = float(pick_from_unit(space.dropout, u[2]))
+    training = dict(learning_rate=log_from_unit(u[3], *space.learning_rate),
+                    weight_decay=float(pick_from_unit(space.weight_decay, u[4])),
+                    batch_size=int(pick_from_unit(space.batch_size, u[5])))
     blocks = u[7:].reshape(-1, space.block_dim)
     if family == "mlp":
-        depth = _integer(u[6], *space.mlp_layers)
-        hidden = tuple(int(round(_log_scaled(blocks[i, 3], *space.mlp_width))) for i in range(depth))
+        depth = int_from_unit(u[6], *space.mlp_layers)
+        hidden = tuple(int(round(log_from_unit(blocks[i, 3], *space.mlp_width))) for i in range(depth))
         return family, MlpConfig(hidden, batchnorm, dropout), training
     components = []
-    for block in blocks[:_integer(u[6], *space.components)]:
+    for block in blocks[:int_from_unit(u[6], *space.components)]:
         stacks = []
-        for j in range(_integer(block[0], *space.stacks)):
+        for j in range(int_from_unit(block[0], *space.stacks)):
             kernel, conv, channels, skip = block[1 + 4 * j: 5 + 4 * j]
             # Fig. 10: a skip starts at an earlier point of the same component; half the stacks get none.
             skip_from = None
             if family == "skip_chain" and j > 0 and skip >= 0.5:
-                skip_from = _pick(range(j), 2 * (skip - 0.5))
-            stacks.append(ConvStack(int(_pick(space.kernel_sizes, kernel)), _pick(space.conv_types, conv),
-                                    int(round(_log_scaled(channels, *space.channels))), skip_from))
+                skip_from = pick_from_unit(range(j), 2 * (skip - 0.5))
+            stacks.append(ConvStack(int(pick_from_unit(space.kernel_sizes, kernel)), pick_from_unit(space.conv_types, conv),
+                                    int(round(log_from_unit(channels, *space.channels))), skip_from))
         components.append(tuple(stacks))
     return family, ChainConfig(tuple(components), batchnorm, dropout), training
 

@@ -65,15 +65,18 @@ class SearchSpace:
         return 5 + max(self.mlp_layers[1], self.cnn_layers[1])
 
 
-def _pick(options: Sequence[Any], u: float) -> Any:
+def pick_from_unit(options: Sequence[Any], u: float) -> Any:
+    """The option a unit coordinate u in [0, 1] falls on (equal-width bins)."""
     return options[min(int(u * len(options)), len(options) - 1)]
 
 
-def _log_scaled(u: float, low: float, high: float) -> float:
+def log_from_unit(u: float, low: float, high: float) -> float:
+    """u in [0, 1] mapped log-uniformly onto [low, high]."""
     return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
 
 
-def _integer(u: float, low: int, high: int) -> int:
+def int_from_unit(u: float, low: int, high: int) -> int:
+    """u in [0, 1] mapped onto the integers low..high, each an equal share."""
     return min(int(low + u * (high + 1 - low)), high)
 
 
@@ -96,21 +99,21 @@ def from_unit(space: SearchSpace, u: Sequence[float], num_outputs: int | None = 
     families = [f for f in space.families if f == "mlp" or image]
     if not families:
         raise ValueError(f"families {list(space.families)} need image inputs; the data has shape {input_shape}")
-    family = _pick(families, u[0])
-    batchnorm = bool(_pick(space.batchnorm, u[1]))
-    dropout = float(_pick(space.dropout, u[2]))
-    lr = _log_scaled(u[3], *space.learning_rate)
+    family = pick_from_unit(families, u[0])
+    batchnorm = bool(pick_from_unit(space.batchnorm, u[1]))
+    dropout = float(pick_from_unit(space.dropout, u[2]))
+    lr = log_from_unit(u[3], *space.learning_rate)
     layers = u[5:]
     if family == "mlp":
-        depth = _integer(u[4], *space.mlp_layers)
-        widths = [int(round(_log_scaled(layers[i], *space.mlp_width))) for i in range(depth)]
+        depth = int_from_unit(u[4], *space.mlp_layers)
+        widths = [int(round(log_from_unit(layers[i], *space.mlp_width))) for i in range(depth)]
         arch = mlp(widths, num_outputs, batchnorm=batchnorm, dropout=dropout, input_shape=input_shape)
     else:
-        depth = _integer(u[4], *space.cnn_layers)
-        widths = [int(round(_log_scaled(layers[0], *space.cnn_channels)))]
+        depth = int_from_unit(u[4], *space.cnn_layers)
+        widths = [int(round(log_from_unit(layers[0], *space.cnn_channels)))]
         for i in range(1, depth):
             low = widths[-1]
-            widths.append(_integer(layers[i], low, max(low, min(2 * low, space.cnn_max_channels))))
+            widths.append(int_from_unit(layers[i], low, max(low, min(2 * low, space.cnn_max_channels))))
         # Halve the resolution after every layer but the last while it stays >= 2.
         downs, size = [], min(input_shape[:2])
         for i in range(depth - 1):

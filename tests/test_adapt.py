@@ -213,6 +213,14 @@ def test_manas_repairs_transform_figure_5():
     assert not any(n.op == "Dropout" for n in repaired.nodes)  # dropout is the search's call
 
 
+def test_inserted_batchnorm_takes_the_requested_momentum():
+    mined = _tanh_cnn()
+    keras_default = [n for n in apply_manas_repairs(mined)[0].nodes if n.op == "BatchNorm"]
+    assert keras_default and all(n.normalized_attrs()["momentum"] == 0.99 for n in keras_default)
+    fast = [n for n in apply_manas_repairs(mined, bn_momentum=0.9)[0].nodes if n.op == "BatchNorm"]
+    assert len(fast) == len(keras_default) and all(n.normalized_attrs()["momentum"] == 0.9 for n in fast)
+
+
 def test_ablation_arms_and_repair_selection():
     mined = _tanh_cnn()
     original, changes = apply_manas_repairs(mined, ABLATION_ARMS["original"])

@@ -237,7 +237,8 @@ def adapt(
     return arch.validate(), changes + head + fitted + flattened
 
 
-def apply_manas_repairs(arch: Arch, repairs: Sequence[str] = MANAS_REPAIRS) -> tuple[Arch, list[dict]]:
+def apply_manas_repairs(arch: Arch, repairs: Sequence[str] = MANAS_REPAIRS,
+                        bn_momentum: float | None = None) -> tuple[Arch, list[dict]]:
     """Applies the named repairs (`REPAIRS`) in order; ``()`` is Original Manas.
 
     Args:
@@ -245,6 +246,7 @@ def apply_manas_repairs(arch: Arch, repairs: Sequence[str] = MANAS_REPAIRS) -> t
       repairs: names from `REPAIRS`; the default `MANAS_REPAIRS` is what
         Manas applies before search (BatchNorm, GlobalAvgPool, ReLU), and
         `ABLATION_ARMS` names the RQ2 settings.
+      bn_momentum: the inserted BatchNorm layers' momentum (None: the IR's).
     Returns:
       ``(repaired, changes)``, the changes of every repair in order.
     """
@@ -253,7 +255,10 @@ def apply_manas_repairs(arch: Arch, repairs: Sequence[str] = MANAS_REPAIRS) -> t
         raise ValueError(f"unknown repair(s) {unknown}; choose from {sorted(REPAIRS)}")
     changes: list[dict] = []
     for name in repairs:
-        arch, made = REPAIRS[name](arch)
+        if name == "insert_batchnorm":
+            arch, made = insert_batchnorm(arch, momentum=bn_momentum)
+        else:
+            arch, made = REPAIRS[name](arch)
         changes.extend(made)
     return arch.validate(), changes
 

@@ -97,6 +97,9 @@ class ManasSpace:
         intent first (None: all, as the paper).
       flatten_growth: `adapt`'s Flatten -> GlobalAvgPool threshold.
       repairs: `nas.mining.adapt.REPAIRS` applied before search, in order.
+      bn_momentum: momentum of the BatchNorm layers the repair inserts (None:
+        Keras's 0.99, whose running statistics lag far behind over a budget
+        of a few hundred steps, so evaluation sees the wrong normalisation).
       mined_optimizer: train each matched model with its mined optimizer
         (False: the default optimizer).
       dropout: decide the dropout rule by search (phase 2).
@@ -123,6 +126,7 @@ class ManasSpace:
     max_models: int | None = None
     flatten_growth: float = 4.0
     repairs: tuple[str, ...] = ("insert_batchnorm", "flatten_to_gap", "relu_activations")
+    bn_momentum: float | None = 0.9
     mined_optimizer: bool = True
     dropout: bool = True
     dropout_rules: tuple[str, ...] = ("none", "conv", "dense", "both")
@@ -239,7 +243,7 @@ def starting_points(space: ManasSpace) -> tuple[tuple[Start, ...], tuple[tuple[s
         try:
             arch, adapted = adapt(entry.arch, space.input_shape, space.num_outputs,
                                   flatten_growth=space.flatten_growth)
-            arch, repaired = apply_manas_repairs(arch, space.repairs)
+            arch, repaired = apply_manas_repairs(arch, space.repairs, bn_momentum=space.bn_momentum)
         except (AdaptError, InvalidArchError) as exc:
             skipped.append((entry.hash, str(exc)))
             continue

@@ -28,7 +28,7 @@ fashion-data:
 
 # The default test run (slow end-to-end checks excluded; `make test-all` runs them too).
 test: $(STAMP) fashion-data
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" --durations=15
 
 test-all: $(STAMP) fashion-data
 	$(BIN)/python -m pytest

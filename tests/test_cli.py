@@ -86,6 +86,17 @@ def test_default_search_meets_the_embedded_default_bar(tmp_path):
 
 
 @pytest.mark.fashion
+def test_fashion_mnist_mlp_three_epochs_then_eval(tmp_path):
+    """The full Fashion-MNIST splits through nas-train and nas-eval (an MLP: seconds on a CPU)."""
+    trained = run_cli("train", "data=fashion_mnist", "model=mlp", "model.hidden=[128]", "train.epochs=3",
+                      "logger=console", "progress=false", f"hydra.run.dir={tmp_path}/train")
+    assert trained["test_accuracy"] >= 0.85, trained
+    evaluated = run_cli("evaluate", f"checkpoint={trained['checkpoint']}", f"hydra.run.dir={tmp_path}/eval")
+    assert evaluated["test_accuracy"] == trained["test_accuracy"]
+
+
+@pytest.mark.slow  # minutes of CPU convolution over 60k images
+@pytest.mark.fashion
 def test_fashion_mnist_small_cnn_three_epochs(tmp_path):
     trained = run_cli("train", "data=fashion_mnist", "model=builtin", "model.name=cnn_small", "train.epochs=3",
                       "logger=console", "progress=false", f"hydra.run.dir={tmp_path}/train")

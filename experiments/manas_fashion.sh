@@ -3,7 +3,7 @@
 # on digits, shortened for a 2-core CPU: at most 4 matched models, 2 epochs each,
 # 1 epoch per dropout variant or morph child, 12 trials per search (the morph
 # search runs until then, so the four arms train equally many models); Fashion-MNIST
-# trains 3 matched models (3 epochs) in 10 trials on a 5,000-image subset
+# trains 2 matched models (2 epochs) in 6 trials on a 3,000-image subset
 # (FASHION_MODELS, FASHION_EPOCHS, FASHION_TRIALS, FASHION_MAX_TRAIN; the paper:
 # 20 h searches on a V100).
 # Prints the best models next to Manas Table 3 (Fashion: Manas 11% error, 9
@@ -30,10 +30,10 @@ for ARM in manas manas_transformed manas_original; do
   run "digits-$ARM" search=$ARM data=digits "${MANAS[@]}" "${ZOO_ARG[@]}"
 done
 run digits-manas_autokeras search=manas_autokeras data=digits
-COMMON=(logger=console progress=false search.max_trials=${FASHION_TRIALS:-10}
-        search.space.initial_epochs=${FASHION_EPOCHS:-3} search.space.epochs=1 train.patience=null)
-run fashion-manas search=manas data=fashion_mnist data.max_train=${FASHION_MAX_TRAIN:-5000} \
-  search.space.max_models=${FASHION_MODELS:-3} search.space.morph_trials=null "${ZOO_ARG[@]}"
+COMMON=(logger=console progress=false search.max_trials=${FASHION_TRIALS:-6}
+        search.space.initial_epochs=${FASHION_EPOCHS:-2} search.space.epochs=1 train.patience=null)
+run fashion-manas search=manas data=fashion_mnist data.max_train=${FASHION_MAX_TRAIN:-3000} \
+  search.space.max_models=${FASHION_MODELS:-2} search.space.morph_trials=null "${ZOO_ARG[@]}"
 .venv/bin/python - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]

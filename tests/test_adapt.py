@@ -28,20 +28,12 @@ from nas.mining.optimizer_translation import (
 from nas.train.config import OptimizerConfig, ScheduleConfig
 from nas.train.optim import make_optimizer
 from tests.strategies import archs
+from tests.arch_helpers import chain as _chain
 
 TOL64 = 1e-6
 
 
 # ====================================================================== helpers
-def _chain(*nodes, name="hand-built") -> Arch:
-    """A chain: each (id, op, attrs) reads the node before it; the first is the Input."""
-    built, previous = [], ()
-    for node_id, op, attrs in nodes:
-        built.append(Node(node_id, op, previous, Attrs(attrs)))
-        previous = (node_id,)
-    return Arch(tuple(built), (built[0].id,), (built[-1].id,), name).validate()
-
-
 def _vgg_like(blocks=5, shape=(224, 224, 3), classes=1000) -> Arch:
     """(conv-relu-maxpool 'valid') x blocks, flatten, dense-relu-dropout, dense-softmax."""
     nodes = [("in", "Input", {"shape": list(shape)})]

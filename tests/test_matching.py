@@ -23,18 +23,10 @@ from nas.mining.graph_similarity import (
 )
 from nas.mining.intent import Intent
 from nas.mining.matching import IntentError, MatchError, arch_intent, dataset_intent, match, shape_intent
+from tests.arch_helpers import chain as _chain
 
 
 # ====================================================================== helpers
-def _chain(*nodes, name="hand-built") -> Arch:
-    """A chain: each (id, op, attrs) reads the node before it; the first is the Input."""
-    built, previous = [], ()
-    for node_id, op, attrs in nodes:
-        built.append(Node(node_id, op, previous, Attrs(attrs)))
-        previous = (node_id,)
-    return Arch(tuple(built), (built[0].id,), (built[-1].id,), name).validate()
-
-
 def _keras_cnn(widths=(32, 64), dense=128, classes=10, shape=(28, 28, 1), activation="relu", dropout=None,
                name="keras-cnn") -> Arch:
     """Keras's MNIST CNN family: (conv-act) x n, pool, [dropout], flatten, dense-act, dense-softmax."""

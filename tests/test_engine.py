@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import jax
 import numpy as np
@@ -39,11 +40,18 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
 def test_same_architecture_proposals_train_as_one_population(digits):
     arch = mlp([32], 10, input_shape=digits.input_shape)
     cands = [Candidate(i, arch, lr) for i, lr in enumerate((1e-3, 3e-3, 1e-2))]
-    evaluations = evaluate_candidates(cands, digits, BASE)
+    # In float64 (float64 inputs under x64) the vmapped and the unbatched program agree to ~1e-12
+    # (tests/test_train.py), so the member equals its solo run exactly; in float32, Adam amplifies
+    # their different summation orders into validation accuracies up to 2 examples apart.
+    with jax.enable_x64(True):
+        data = dataclasses.replace(digits, **{k: getattr(digits, k).astype(np.float64)
+                                              for k in ("x_train", "x_val", "x_test")})
+        evaluations = evaluate_candidates(cands, data, BASE)
+        alone = train(arch, data, dataclasses.replace(
+            BASE, seed=BASE.seed + 1, optimizer=dataclasses.replace(BASE.optimizer, learning_rate=3e-3)))
     assert len({e.result.t_tr for e in evaluations}) == 1  # one program, its epoch time split three ways
-    alone = train(arch, digits, dataclasses.replace(BASE, seed=BASE.seed + 1,
-                                                    optimizer=dataclasses.replace(BASE.optimizer, learning_rate=3e-3)))
-    assert evaluations[1].result.best_val_score == pytest.approx(alone.best_val_score, abs=1e-3)
+    assert evaluations[1].result.best_val_score == alone.best_val_score
+    assert evaluations[1].result.history[-1]["val_loss"] == pytest.approx(alone.history[-1]["val_loss"], rel=1e-9)
 
 
 def test_a_morph_child_starts_where_its_parent_ended(digits):
@@ -52,7 +60,11 @@ def test_a_morph_child_starts_where_its_parent_ended(digits):
     child_arch, child_vars = widen(parent_arch, parent.variables, "dense1", 40, jax.random.key(0))
     before = evaluate(parent_arch, parent.variables, digits.x_val, digits.y_val)
     after = evaluate(child_arch, child_vars, digits.x_val, digits.y_val)
-    assert after["accuracy"] == before["accuracy"]
+    # The widened child computes the parent's function up to float32 rounding: measured logits
+    # differ by <= 4.8e-7 while the smallest top-2 logit margin is 1.4e-2, so a prediction flips
+    # only on a near-tie; one example of slack covers another CPU's rounding.
+    assert after["loss"] == pytest.approx(before["loss"], rel=1e-5)
+    assert abs(after["accuracy"] - before["accuracy"]) <= 1 / len(digits.y_val) + 1e-9
     child = Candidate(1, child_arch, 3e-3, parent=0, start=INHERIT, variables=child_vars, epochs=1)
     result = evaluate_candidates([child], digits, BASE)[0].result
     # one more epoch from the parent's weights: at least as good as the parent, far above a fresh start
@@ -129,3 +141,82 @@ def test_a_changed_search_refuses_to_resume(digits, tmp_path):
     with pytest.raises(ResumeMismatchError, match="configuration changed"):
         run_search(RANDOM, other, 4, digits, BASE, Budget(max_trials=3), store, run, run_dir=str(tmp_path))
     store.close()
+
+
+# ------------------------------------------------------------------ interruptions that are not the trial's fault
+def _run(digits, run_dir, max_trials, *, batch=1, on_trial=None, max_attempts=3):
+    space = TINY.for_data(digits.input_shape, digits.num_outputs)
+    store = SqliteTrialStore.in_run_dir(run_dir)
+    run = store.open_run({"test": 1}, {"name": "digits"}, "random", 3)
+    try:
+        return run_search(RANDOM, space, 3, digits, BASE, Budget(max_trials=max_trials, batch=batch), store, run,
+                          run_dir=str(run_dir), on_trial=on_trial, max_attempts=max_attempts), store.trials(run)
+    finally:
+        store.close()
+
+
+def test_a_user_interrupt_requeues_the_batch_without_counting_an_attempt(digits, tmp_path):
+    """Issue 12 #3: SIGINT/SIGTERM are the user's, not the trial's; resuming loses and repeats nothing."""
+    from nas.search.engine import Interrupted
+
+    whole, _ = _run(digits, tmp_path / "whole", 4, batch=2)
+
+    def stop_after_the_first(candidate, result, evaluation):
+        if evaluation is not None:
+            raise Interrupted("SIGTERM")
+
+    for _ in range(4):  # more interrupts than max_attempts: none of them counts
+        with pytest.raises(Interrupted):
+            _run(digits, tmp_path / "split", 4, batch=2, on_trial=stop_after_the_first, max_attempts=2)
+    _, trials = _run(digits, tmp_path / "split", 4, batch=2, on_trial=None, max_attempts=2)
+    assert [t.status for t in trials] == ["done"] * 4
+    assert all(t.attempts == 1 for t in trials)  # each trained (and counted) exactly once
+    resumed, _ = _run(digits, tmp_path / "split", 4, batch=2)
+    assert resumed.trained == 0 and resumed.gave_up == ()
+    assert [r.objective for r in resumed.results] == pytest.approx([r.objective for r in whole.results], abs=1e-6)
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_search_and_loses_nothing(digits, tmp_path, monkeypatch):
+    """Issue 12 #3: disk full is not the trial's fault: it is queued again, uncounted, and the error names the path."""
+    import errno
+
+    from nas.search import engine
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "save_model", disk_full)
+        with pytest.raises(engine.CheckpointWriteError, match=r"trial 0's checkpoint to .*trials/0: No space left"):
+            _run(digits, tmp_path, 2)
+    outcome, trials = _run(digits, tmp_path, 2)  # space freed: the resume trains it, once
+    assert [(t.status, t.attempts) for t in trials] == [("done", 1), ("done", 1)]
+    assert outcome.best is not None and os.path.isdir(outcome.checkpoints[outcome.best])
+
+
+def test_a_trial_whose_process_died_max_attempts_times_is_given_up_loudly(digits, tmp_path, caplog, monkeypatch):
+    """Issue 12 #3: the limit is a setting; giving up is logged, counted and stored on the trial."""
+    from nas.search import engine
+    from nas.store import GAVE_UP
+
+    real = engine.evaluate_candidates
+
+    def dies_training_trial_1(candidates, *args, **kwargs):
+        # To the store, a process that raised here and one SIGKILLed here look alike: trial 1 stays `running`.
+        if any(c.trial == 1 for c in candidates):
+            raise RuntimeError("killed while training trial 1")
+        return real(candidates, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "evaluate_candidates", dies_training_trial_1)
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="killed"):
+                _run(digits, tmp_path, 3)
+    with caplog.at_level("WARNING", logger="nas.search.engine"):
+        outcome, trials = _run(digits, tmp_path, 3, max_attempts=2)
+    assert [t.status for t in trials] == ["done", "failed", "done"]
+    assert trials[1].error.startswith(GAVE_UP) and "2 attempts" in trials[1].error
+    assert outcome.gave_up == (1,) and outcome.best is not None
+    assert any("trial 1 gave up" in r.getMessage() and "max_attempts=2" in r.getMessage() for r in caplog.records)
+    again, _ = _run(digits, tmp_path, 3, max_attempts=5)  # a later resume still counts it, and keeps it failed
+    assert again.gave_up == (1,) and again.trained == 0

@@ -1151,7 +1151,10 @@ def test_a_widened_or_deepened_child_starts_where_the_parent_stopped_and_improve
     }
     for name, (child, variables) in children.items():
         inherited = evaluate(child, variables, digits.x_val, digits.y_val)
-        assert abs(inherited["accuracy"] - before["accuracy"]) <= 1e-6, name
+        # Function-preserving up to float32 rounding: measured logits differ by <= 1.9e-6 (widen;
+        # deepen: 0) while the smallest top-2 logit margin is 2e-2, so a prediction flips only on a
+        # near-tie; one example of slack covers another CPU's rounding.
+        assert abs(inherited["accuracy"] - before["accuracy"]) <= 1 / len(digits.y_val) + 1e-9, name
         assert inherited["loss"] == pytest.approx(before["loss"], rel=1e-4), name
         resumed = train(child, digits, dataclasses.replace(config, epochs=3), variables=variables)
         assert resumed.best_val_score >= trained.best_val_score - 0.02, name

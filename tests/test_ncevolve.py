@@ -30,9 +30,12 @@ def _variables(arch, shape, seed=0):
     return init_variables(to_flax(arch), jax.random.key(seed), shape)
 
 
-def _close(child, parent):
+def _close(child, parent, examples):
+    """A mutation keeps the function up to float32 rounding: measured logits differ by <= 3.6e-7
+    (logits <= 0.6 at initialisation), and the smallest top-2 logit margin on digits' validation
+    split is 1.1e-4, so a near-tie can flip one prediction on another CPU, two almost never."""
     assert child["loss"] == pytest.approx(parent["loss"], abs=1e-5)
-    assert child["accuracy"] == pytest.approx(parent["accuracy"], abs=1e-9)
+    assert abs(child["accuracy"] - parent["accuracy"]) <= 1 / examples + 1e-9
 
 
 # ------------------------------------------------------------------ mutations
@@ -45,7 +48,7 @@ def test_each_mutation_keeps_the_function_and_every_cell_identical(digits, name)
     x, y = digits.x_val[:300], digits.y_val[:300]
     before = evaluate(arch, variables, x, y)
     child, child_vars, record = mutate(arch, variables, space, np.random.default_rng(1))
-    _close(evaluate(child, child_vars, x, y), before)
+    _close(evaluate(child, child_vars, x, y), before, len(y))
     assert record["op"] == name and child.structural_hash() != arch.structural_hash()
     assert cell_structure(child, 1) == cell_structure(child, 2)
     grown = len(cell_structure(child, 1)) - len(cell_structure(arch, 1))
@@ -133,7 +136,7 @@ def test_greedy_mlp_morphs_dense_layers(digits):
     for parent, child in zip(log, log[1:]):
         assert child.parent == parent.trial
         pv = parent.variables if parent.start == INHERIT else _variables(parent.arch, (64,), parent.trial)
-        _close(evaluate(child.arch, child.variables, x, y), evaluate(parent.arch, pv, x, y))
+        _close(evaluate(child.arch, child.variables, x, y), evaluate(parent.arch, pv, x, y), len(y))
         ops.add(child.choices["morph"])
     assert ops <= {"widen_dense", "insert_dense"}
 
@@ -166,7 +169,8 @@ def test_a_child_before_training_scores_what_its_trained_parent_scored(digits, t
             parent_arch, parent_vars, _ = load_model(outcome.checkpoints[child.parent])
             assert parent_arch.structural_hash() == outcome.candidate(child.parent).arch.structural_hash()
             parents[child.parent] = evaluate(parent_arch, parent_vars, digits.x_val, digits.y_val)
-        _close(evaluate(child.arch, child.variables, digits.x_val, digits.y_val), parents[child.parent])
+        _close(evaluate(child.arch, child.variables, digits.x_val, digits.y_val), parents[child.parent],
+               len(digits.y_val))
         if strategy is NCEVOLVE:
             assert cell_structure(child.arch, 1) == cell_structure(child.arch, 2)
     if strategy is NCEVOLVE:  # a grandchild: a morph of morphed, trained weights

@@ -32,6 +32,7 @@ from nas.store import (
     DIVERGED,
     DONE,
     FAILED,
+    GAVE_UP,
     QUEUED,
     RUNNING,
     SCHEMA_VERSION,
@@ -134,7 +135,9 @@ def test_a_different_config_is_refused_with_what_differs(store, run):
         store.open_run(changed, DATASET, "random", 0, code_version=CODE)
     message = str(info.value)
     assert STORE_FILENAME in message and f"run {run.id}" in message
-    assert "config.budget.max_trials: 8 -> 20" in message and "resume=False" in message
+    assert "config.budget.max_trials: 8 -> 20" in message
+    # Issue 12 #11: it used to advise resume=False, which nas-search refuses; it names what works.
+    assert "hydra.run.dir=" in message and "resume=False" not in message
     with pytest.raises(ConfigMismatchError, match="seed: 0 -> 1"):
         store.open_run(CONFIG, DATASET, "random", 1, code_version=CODE)
     assert store.runs() == (run,)  # a refused open writes nothing
@@ -276,7 +279,7 @@ def test_requeue_gives_up_after_max_attempts(store, run):
         assert store.claim_next(run).index == 0
         store.requeue_interrupted(run, max_attempts=2)
     assert store.trial(run, 0).status == FAILED
-    assert "interrupted in each of its 2 attempts" in store.trial(run, 0).error
+    assert store.trial(run, 0).error.startswith(GAVE_UP) and "each of its 2 attempts" in store.trial(run, 0).error
     assert store.claim_next(run).index == 1
 
 

@@ -8,6 +8,9 @@ table), ``metrics.jsonl`` and ``results.json``. With no arguments it is the
 embedded default: random search on scikit-learn's digits.
 
 ``nas-search ... hydra.run.dir=DIR resume=true`` continues the search in DIR.
+One process at a time holds DIR (`nas.store.RunLock`). SIGINT and SIGTERM stop
+it cleanly: the trials in training go back to the queue uncounted, and one
+line says how to resume.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import sys
 import time
 
 import hydra
@@ -24,9 +29,10 @@ from tqdm import tqdm
 
 from nas.checkpoint import load_model
 from nas.cli import run, settings
+from nas.atomic_io import write_json_atomic, write_text_atomic
 from nas.search import Objective, SearchOutcome, export_artefacts, run_search
-from nas.search.engine import candidates_summary
-from nas.store import STORE_FILENAME, SqliteTrialStore, to_csv, to_jsonl
+from nas.search.engine import Interrupted, candidates_summary
+from nas.store import STORE_FILENAME, RunLock, SqliteTrialStore, to_csv, to_jsonl
 from nas.tracking import RunLogger
 from nas.train import evaluate, train
 
@@ -53,8 +59,12 @@ def _reference_complexity(cfg: DictConfig, space, data, config, directory: str) 
         return 1.0
     path = os.path.join(directory, C0_FILENAME)
     if os.path.exists(path):
-        with open(path) as f:
-            return float(json.load(f)["c_0"])
+        try:
+            with open(path) as f:
+                return float(json.load(f)["c_0"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} cannot be read ({exc}); it holds c_0, the reference complexity of this "
+                             "run: delete it to measure c_0 again, or pass search.objective.c_0") from exc
     arch = space.most_complex()
     if cfg.search.objective.complexity == "num_params":
         c_0 = float(arch.num_params(data.input_shape))
@@ -62,31 +72,62 @@ def _reference_complexity(cfg: DictConfig, space, data, config, directory: str) 
         batch = getattr(space, "batch_size", config.batch_size)
         probe = dataclasses.replace(config, epochs=3, patience=None, batch_size=min(batch, len(data.x_train)))
         c_0 = float(train(arch, data, probe).t_tr)
-    with open(path, "w") as f:
-        json.dump({"c_0": c_0, "complexity": cfg.search.objective.complexity, "arch": arch.name}, f)
+    # Atomic: a kill while writing must not leave a truncated c0.json that the resume cannot read.
+    write_json_atomic(path, {"c_0": c_0, "complexity": cfg.search.objective.complexity, "arch": arch.name})
     return c_0
 
 
 def _fingerprint_config(cfg: DictConfig) -> dict:
     """What identifies a run: budgets may grow on resume, so they are left out."""
-    search = {k: v for k, v in settings.plain(cfg.search).items() if k not in ("max_trials", "max_time", "target")}
+    search = {k: v for k, v in settings.plain(cfg.search).items()
+              if k not in ("max_trials", "max_time", "target", "max_attempts")}
     return {"search": search, "train": settings.plain(cfg.train), "optimizer": settings.plain(cfg.optimizer),
             "schedule": settings.plain(cfg.schedule)}
 
 
 @hydra.main(config_path=run.CONFIG_DIR, config_name="search", version_base="1.3")
+@run.exits_on_bad_input("nas-search")
 def main(cfg: DictConfig) -> dict:
     run.configure_jax(cfg.runtime)
-    start = time.perf_counter()
     directory = run.run_dir()
+
+    def on_sigterm(signum, frame):
+        raise Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with RunLock(directory):
+            return _search(cfg, directory)
+    except KeyboardInterrupt as exc:
+        name = getattr(exc, "signal_name", "SIGINT")
+        print(f"nas-search: interrupted ({name}); finished trials are kept and the ones in training are queued "
+              f"again. Resume with: {_resume_command(directory)}", file=sys.stderr, flush=True)
+        sys.exit(143 if name == "SIGTERM" else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_command(directory: str) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in HydraConfig.get().overrides.task
+                 if not o.split("=", 1)[0].lstrip("+~") in ("resume", "hydra.run.dir")]
+    return " ".join(["nas-search", *overrides, f"hydra.run.dir={directory}", "resume=true"])
+
+
+def _search(cfg: DictConfig, directory: str) -> dict:
+    start = time.perf_counter()
     store_path = os.path.join(directory, STORE_FILENAME)
     if os.path.exists(store_path) and not cfg.resume:
         raise FileExistsError(f"{directory} already holds a search ({STORE_FILENAME}); pass resume=true to "
                               "continue it, or choose another hydra.run.dir")
+    if os.path.exists(store_path):  # a damaged store is refused before any work is done
+        SqliteTrialStore(store_path).close()
     strategy = settings.strategy(cfg.search)
+    max_attempts = settings.max_attempts(cfg.search)
+    config = settings.train_config(cfg)  # settings are checked before any data is read
     data_args = settings.data_arguments(cfg.data)
     data = settings.dataset(data_args)
-    config = settings.train_config(cfg)
     space = settings.search_space(cfg.search, data)
     budget = settings.budget(cfg.search)
     objective = settings.objective(cfg.search.objective, _reference_complexity(cfg, space, data, config, directory))
@@ -110,7 +151,9 @@ def main(cfg: DictConfig) -> dict:
             bar.set_postfix(val=f"{result.score:.4f}", params=result.num_params)
 
         outcome = run_search(strategy, space, int(cfg.search.seed), data, config, budget, store, search_run,
-                             objective=objective, run_dir=directory, on_trial=on_trial)
+                             objective=objective, run_dir=directory, on_trial=on_trial,
+                             max_attempts=max_attempts,
+                             checkpoint_metadata={"data_args": data_args})
         bar.close()
         artefacts = export_artefacts(outcome, store, directory)
         to_jsonl(store, os.path.join(directory, "trials.jsonl"), search_run)
@@ -120,8 +163,7 @@ def main(cfg: DictConfig) -> dict:
         store.close()
     rows = candidates_summary(outcome, objective)
     table = _table(rows)
-    with open(os.path.join(directory, "summary.txt"), "w") as f:
-        f.write(table + "\n")
+    write_text_atomic(os.path.join(directory, "summary.txt"), table + "\n")
     logger.log_table("trials", rows)
     print(table, flush=True)
     summary = _summary(cfg, outcome, objective, data, config, artefacts, counts, done_before)
@@ -129,6 +171,10 @@ def main(cfg: DictConfig) -> dict:
                    trials_log=os.path.join(directory, "trials.jsonl"), metrics_log=logger.path,
                    wandb_dir=logger.wandb_dir)
     logger.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+    if outcome.gave_up:
+        print(f"warning: {len(outcome.gave_up)} trial(s) were given up because their process died in each of "
+              f"their {max_attempts} attempts (search.max_attempts): trials "
+              f"{list(outcome.gave_up)}; see their error in trials.jsonl", file=sys.stderr, flush=True)
     if outcome.best is not None:
         metric = "test_accuracy" if "test_accuracy" in summary else "test_mse"
         print(f"best: trial {summary['best_trial']} ({summary['num_params']:,} params), {metric} "
@@ -139,8 +185,9 @@ def main(cfg: DictConfig) -> dict:
 def _summary(cfg, outcome: SearchOutcome, objective: Objective, data, config, artefacts, counts, done_before) -> dict:
     summary = {"job": "search", "strategy": cfg.search.name, "dataset": data.name, "trials": len(outcome.results),
                "trained_now": outcome.trained, "finished_before": done_before, "stop_reason": outcome.stop_reason,
-               "search_seconds": outcome.seconds,
-               "counts": counts, "objective": dataclasses.asdict(objective), "pareto": list(outcome.pareto)}
+               "search_seconds": outcome.seconds, "gave_up": len(outcome.gave_up),
+               "gave_up_trials": list(outcome.gave_up), "counts": counts,
+               "objective": dataclasses.asdict(objective), "pareto": list(outcome.pareto)}
     if outcome.best is None:
         summary["status"] = "no finite trial"
         return summary

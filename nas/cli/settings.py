@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from nas.data import Dataset, load_dataset
 from nas.ir import Arch, builtin, cnn, mlp
+from nas.ir.errors import IRError
 from hydra.utils import get_object
 
 from nas.search import Budget, Objective, Strategy
@@ -16,23 +18,49 @@ from nas.tracking import LoggerConfig
 from nas.train import OptimizerConfig, ScheduleConfig, TrainConfig
 
 
+class SettingsError(ValueError):
+    """A config node has keys its spec does not know (a typo such as ``+train.epoch=3``)."""
+
+
 def plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-def _typed(cls, cfg: Any, **extra):
-    """Builds dataclass `cls` from a config node; unknown keys are an error."""
-    values = dict(plain(cfg) or {}, **extra)
+def _typed(cls, cfg: Any, where: str = "", /, **extra):
+    """Builds dataclass `cls` from a config node; unknown keys are an error.
+
+    Args:
+      cls: the dataclass (a frozen spec).
+      cfg: its config node (None: all defaults).
+      where: the node's config path (``train``, ``optimizer``) for messages;
+        the spec's own checks name their keys the same way
+        (`nas.train.TrainConfigError`).
+      extra: fields built from other config groups (a TrainConfig's optimizer).
+    Returns:
+      The spec; its __post_init__ has checked types and ranges where it has one.
+    Raises:
+      SettingsError: unknown keys, or a key given both here and by its own group.
+    """
+    node = dict(plain(cfg) or {})
+    where = where or cls.__name__
+    clash = sorted(set(node) & set(extra))
+    if clash:
+        raise SettingsError(f"{where}: {clash} come(s) from its own config group (e.g. {clash[0]}.<key>=...); "
+                         f"remove {where}.{clash[0]}")
+    values = dict(node, **extra)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; known: {sorted(names)}")
+        if where == cls.__name__:
+            raise SettingsError(f"unknown {where} setting(s) {unknown}; known: {sorted(names)}")
+        raise SettingsError(f"unknown {where} setting(s) {[f'{where}.{k}' for k in unknown]} ({cls.__name__}); "
+                         f"known: {sorted(names - set(extra))}")
     for f in dataclasses.fields(cls):  # YAML lists -> the tuples frozen specs hold
         value = values.get(f.name)
         if isinstance(value, list):
             values[f.name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         elif isinstance(value, dict) and dataclasses.is_dataclass(f.default):  # a nested spec
-            values[f.name] = _typed(type(f.default), value)
+            values[f.name] = _typed(type(f.default), value, f"{where}.{f.name}")
     return cls(**values)
 
 
@@ -49,13 +77,48 @@ def dataset(args: dict[str, Any]) -> Dataset:
     return load_dataset(args.pop("name"), **args)
 
 
+class ModelFileError(ValueError):
+    """``model=file``: model.path cannot be read as an architecture that fits the data."""
+
+
 def arch(cfg: DictConfig, data: Dataset) -> Arch:
-    """The architecture a model config names, sized for `data`."""
+    """The architecture a model config names, sized for `data`.
+
+    Raises:
+      ModelFileError: for ``model=file``, naming model.path: a missing or
+        unreadable file, bad JSON, an invalid architecture (the IR's message
+        names the node), or one whose input or output does not fit `data`.
+    """
     spec = dict(plain(cfg))
     builder = spec.pop("builder")
     if builder == "file":
-        with open(spec["path"]) as f:
-            return Arch.from_json(f.read()).validate(data.input_shape)
+        path = os.path.abspath(os.path.expanduser(str(spec["path"])))
+        where = f"model.path={path}"
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8")
+        except FileNotFoundError:
+            raise ModelFileError(f"{where}: no such file; pass model.path=<an architecture JSON file, e.g. the "
+                                 "arch.json of a model directory>") from None
+        except OSError as exc:
+            raise ModelFileError(f"{where}: cannot be read ({exc.strerror or exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ModelFileError(f"{where}: not UTF-8 text, so not an architecture JSON file ({exc})") from exc
+        try:
+            loaded = Arch.from_json(text)
+        except IRError as exc:  # bad JSON, not an architecture document, wrong schema version
+            raise ModelFileError(f"{where}: not an architecture document: {exc}") from exc
+        try:
+            loaded.validate(data.input_shape)
+            out = loaded.output_shape(data.input_shape)
+        except IRError as exc:  # names the node at fault
+            raise ModelFileError(f"{where}: invalid architecture for dataset {data.name!r} (input shape "
+                                 f"{list(data.input_shape)}): {exc}") from exc
+        if out[-1] != data.num_outputs:
+            needs = f"{data.num_classes} classes" if data.task == "classification" else "1 regression output"
+            raise ModelFileError(f"{where}: the architecture outputs {out[-1]} values per example but dataset "
+                                 f"{data.name!r} has {needs}; change the output layer's width to {data.num_outputs}")
+        return loaded
     if builder == "builtin":
         return builtin(spec["name"], data.num_outputs, data.input_shape)
     if builder == "mlp":
@@ -66,10 +129,20 @@ def arch(cfg: DictConfig, data: Dataset) -> Arch:
 
 
 def train_config(cfg: DictConfig) -> TrainConfig:
+    """The `TrainConfig` of the ``train``, ``optimizer``, ``schedule`` and ``limits`` groups.
+
+    Every value is checked here, before any data or model work: a wrong type
+    or range raises `nas.train.TrainConfigError` naming the key
+    (``train.epochs``), what it accepts and what was given. A config without
+    a ``limits`` group (written before it existed) gets `SizeLimits()`.
+    """
+    from nas.train import SizeLimits
+
     return _typed(
-        TrainConfig, cfg.train,
-        optimizer=_typed(OptimizerConfig, cfg.optimizer),
-        schedule=_typed(ScheduleConfig, cfg.schedule),
+        TrainConfig, cfg.train, "train",
+        optimizer=_typed(OptimizerConfig, cfg.optimizer, "optimizer"),
+        schedule=_typed(ScheduleConfig, cfg.schedule, "schedule"),
+        limits=_typed(SizeLimits, cfg.get("limits"), "limits"),
     )
 
 
@@ -96,3 +169,11 @@ def objective(cfg: DictConfig, c_0: float) -> Objective:
 
 def budget(cfg: DictConfig) -> Budget:
     return Budget(max_trials=cfg.max_trials, max_time=cfg.max_time, target=cfg.target, batch=cfg.batch)
+
+
+def max_attempts(cfg: DictConfig) -> int:
+    """``search.max_attempts``: a trial whose process died this often is given up (default 3)."""
+    value = cfg.get("max_attempts", 3)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingsError(f"search.max_attempts must be an integer >= 1, got {value!r}")
+    return value

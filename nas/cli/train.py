@@ -17,14 +17,15 @@ from nas.train import DIVERGED, evaluate, train
 
 
 @hydra.main(config_path=run.CONFIG_DIR, config_name="train", version_base="1.3")
+@run.exits_on_bad_input("nas-train")
 def main(cfg: DictConfig) -> dict:
     run.configure_jax(cfg.runtime)
     start = time.perf_counter()
     directory = run.run_dir()
+    config = settings.train_config(cfg)  # settings are checked before any data is read
     data_args = settings.data_arguments(cfg.data)
     data = settings.dataset(data_args)
     arch = settings.arch(cfg.model, data)
-    config = settings.train_config(cfg)
     logger = RunLogger(settings.logger_config(cfg.logger), directory, settings.plain(cfg), job="train")
     print(arch.summary(data.input_shape), flush=True)
 

@@ -6,7 +6,7 @@ Nothing is ever downloaded. This package imports nothing else from ``nas``.
 """
 
 from nas.data.dataset import Dataset
-from nas.data.errors import DatasetError
+from nas.data.errors import DatasetError, DatasetWarning
 from nas.data.load import load_dataset
 
-__all__ = ["Dataset", "DatasetError", "load_dataset"]
+__all__ = ["Dataset", "DatasetError", "DatasetWarning", "load_dataset"]

@@ -1,4 +1,4 @@
-"""The one exception every data source raises."""
+"""The one exception every data source raises, and the warning for doubtful data."""
 
 
 class DatasetError(Exception):
@@ -6,3 +6,7 @@ class DatasetError(Exception):
 
     Messages name the source, path or value at fault and say what to do.
     """
+
+
+class DatasetWarning(UserWarning):
+    """The data loads but its scores are limited (e.g. a class missing from a split)."""

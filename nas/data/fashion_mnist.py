@@ -111,6 +111,7 @@ def read_idx_dir(directory: pathlib.Path) -> RawSplits:
         num_classes=len(CLASS_NAMES),
         x_test=arrays["x_test"][..., None],
         y_test=arrays["y_test"],
+        source=f"Fashion-MNIST IDX files in {directory}",
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import math
 import pathlib
+import zlib
 
 import numpy as np
 
@@ -38,14 +40,15 @@ def read_idx(path: str | pathlib.Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # missing, cut short, or corrupt gzip stream
         raise DatasetError(f"cannot read IDX file {path}: {e}") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
         raise DatasetError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
     dtype, ndim = _DTYPES[data[2]], data[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    # math.prod is exact; np.prod wraps around on a corrupt header's huge dims.
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise DatasetError(
             f"{path} is truncated or corrupt: header says shape {shape} "

@@ -138,4 +138,4 @@ def read_image_folder(root: str | pathlib.Path, image_size: tuple[int, int] | No
     x_test = y_test = None
     if files.get("test"):
         x_test, y_test = _stack(files["test"], size, mode)
-    return RawSplits(x_train, y_train, len(classes), x_test=x_test, y_test=y_test)
+    return RawSplits(x_train, y_train, len(classes), x_test=x_test, y_test=y_test, source=f"image folder {root}")

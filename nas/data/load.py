@@ -16,6 +16,7 @@ from nas.data.npz import read_npz
 from nas.data.raw import RawSplits
 from nas.data.splits import stratified_sample
 from nas.data.tfds_source import read_prepared
+from nas.data.validate import MAX_CLASSES, check_split_classes, validate_raw
 
 KNOWN_SOURCES = ("digits", "fashion_mnist", "tfds:<name>", "image_folder:<path>", "npz:<path>")
 
@@ -61,6 +62,7 @@ def load_dataset(
     regression: bool = False,
     image_size: tuple[int, int] | None = None,
     data_dir: str | None = None,
+    max_classes: int = MAX_CLASSES,
 ) -> Dataset:
     """Loads a dataset, fixes its splits with ``seed`` and normalises it.
 
@@ -71,6 +73,12 @@ def load_dataset(
     and the official 10,000 test images stay the test set). Inputs become
     float32 (uint8 pixels scaled to [0, 1]) and are standardised per channel
     with the mean/std of the (subset) training split.
+
+    Every source's arrays are validated before anything else happens
+    (``nas.data.validate``): numeric, finite, non-empty, consistently shaped
+    inputs; integer, non-negative labels of at least two classes. After
+    splitting no split may be empty, the training split needs two classes,
+    and a class missing from some split is a ``DatasetWarning``.
 
     Args:
       name: ``digits``, ``fashion_mnist``, ``tfds:<name>``,
@@ -85,28 +93,32 @@ def load_dataset(
         ``regression``; ``num_classes`` keeps the class count.
       image_size: (height, width) to resize ``image_folder`` images to.
       data_dir: TFDS data dir, or a directory holding Fashion-MNIST IDX files.
+      max_classes: largest class count accepted; larger labels are taken for
+        a corrupt or continuous label array (see ``validate.MAX_CLASSES``).
 
     Returns:
       The ``Dataset``.
 
     Raises:
-      DatasetError: unknown source, missing files, bad options.
+      DatasetError: unknown source, missing files, bad options, bad data
+        (the message names the file, the array and the problem).
     """
-    _check_options(val_fraction, test_fraction, max_train, image_size)
+    _check_options(val_fraction, test_fraction, max_train, image_size, max_classes)
     data_dir = os.path.expanduser(data_dir) if data_dir else None  # configs write ~/tensorflow_datasets
     image_size = tuple(int(d) for d in image_size) if image_size else None
-    raw = read_source(name, image_size=image_size, data_dir=data_dir)
-    _check_labels(name, raw)
+    raw = validate_raw(
+        read_source(name, image_size=image_size, data_dir=data_dir),
+        f"dataset {name!r}", regression=regression, max_classes=max_classes,
+    )
     rng = np.random.default_rng(seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = _split(raw, val_fraction, test_fraction, rng)
-    if len(y_train) == 0:
-        raise DatasetError(
-            f"{name!r}: no training examples left after val_fraction={val_fraction}, "
-            f"test_fraction={test_fraction} of {len(raw.y_train)}"
-        )
+    _check_not_empty(name, raw, {"train": y_train, "val": y_val, "test": y_test}, val_fraction, test_fraction)
     if max_train is not None and max_train < len(y_train):
         keep, _ = stratified_sample(y_train, max_train, rng)
         x_train, y_train = x_train[keep], y_train[keep]
+    if not regression:  # regression interpolates between targets: a missing value is no gap
+        check_split_classes(raw.source or f"dataset {name!r}", {"train": y_train, "val": y_val, "test": y_test},
+                            raw.num_classes)
     x_train, x_val, x_test = as_float32(x_train), as_float32(x_val), as_float32(x_test)
     mean, std = channel_stats(x_train)
     target_dtype = np.float32 if regression else np.int32
@@ -145,7 +157,23 @@ def _split(raw: RawSplits, val_fraction: float, test_fraction: float, rng: np.ra
     return (x[pool], y[pool]), (x_val, y_val), (x_test, y_test)
 
 
-def _check_options(val_fraction, test_fraction, max_train, image_size) -> None:
+def _check_not_empty(name: str, raw: RawSplits, labels: dict, val_fraction: float, test_fraction: float) -> None:
+    """Every split needs examples: training selects epochs on val, and a run reports test."""
+    pool = len(raw.y_train)
+    why = {
+        "train": f"val_fraction={val_fraction} and test_fraction={test_fraction} take all {pool} examples "
+                 "of the pool; lower them",
+        "val": f"val_fraction={val_fraction} of the {pool}-example pool rounds to 0; training picks its best "
+               "epoch on val, so raise val_fraction",
+        "test": f"test_fraction={test_fraction} of the {pool}-example pool rounds to 0, leaving no test score; "
+                "raise test_fraction",
+    }
+    for split, y in labels.items():
+        if len(y) == 0:
+            raise DatasetError(f"{name!r}: the {split} split is empty: {why[split]}")
+
+
+def _check_options(val_fraction, test_fraction, max_train, image_size, max_classes) -> None:
     for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= value < 1:
             raise DatasetError(f"{option}={value} must be in [0, 1)")
@@ -160,17 +188,6 @@ def _check_options(val_fraction, test_fraction, max_train, image_size) -> None:
         len(image_size) != 2 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in image_size)
     ):
         raise DatasetError(f"image_size={image_size!r} must be (height, width) with positive ints")
+    if isinstance(max_classes, bool) or not isinstance(max_classes, (int, np.integer)) or max_classes < 2:
+        raise DatasetError(f"max_classes={max_classes!r} must be an int of at least 2")
 
-
-def _check_labels(name: str, raw: RawSplits) -> None:
-    """Labels must index classes: the splitter and every loss rely on it."""
-    splits = {"train": (raw.x_train, raw.y_train), "val": (raw.x_val, raw.y_val), "test": (raw.x_test, raw.y_test)}
-    for split, (x, y) in splits.items():
-        if y is None:
-            continue
-        if len(x) != len(y):
-            raise DatasetError(f"{name!r}: {split} has {len(x)} inputs but {len(y)} labels")
-        if len(y) and (y.min() < 0 or y.max() >= raw.num_classes):
-            raise DatasetError(
-                f"{name!r}: {split} labels span {y.min()}..{y.max()}, outside 0..{raw.num_classes - 1}"
-            )

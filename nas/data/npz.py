@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import pathlib
+import warnings
 import zipfile
 
 import numpy as np
 
-from nas.data.errors import DatasetError
+from nas.data.errors import DatasetError, DatasetWarning
 from nas.data.raw import RawSplits
 
 # The split arrays a file may hold; `x`/`y` alone means "one pool, split it for me".
 SPLIT_KEYS = ("train", "val", "test")
+POOL_KEYS = ("x", "y")
+SPLIT_ARRAYS = tuple(f"{kind}_{split}" for split in SPLIT_KEYS for kind in ("x", "y"))
+EXPECTED = "x_train and y_train (plus optional x_val/y_val, x_test/y_test), or x and y (one pool nas splits)"
 
 
 def _with_channel_axis(x: np.ndarray) -> np.ndarray:
@@ -24,7 +28,8 @@ def read_npz(path: str | pathlib.Path) -> RawSplits:
     """Reads ``x_train, y_train [, x_val, y_val] [, x_test, y_test]`` (or ``x, y``).
 
     Labels must be non-negative integer class indices; ``num_classes`` is
-    one more than the largest label in any split.
+    one more than the largest label in any split. The arrays' contents are
+    checked by ``nas.data.validate.validate_raw`` (``load_dataset`` calls it).
 
     Args:
       path: the ``.npz`` file.
@@ -33,43 +38,73 @@ def read_npz(path: str | pathlib.Path) -> RawSplits:
       The stored splits, (N, H, W) images given a channel axis.
 
     Raises:
-      DatasetError: missing or unreadable file, missing or unpaired arrays,
-        inconsistent shapes, non-integer labels.
+      DatasetError: missing, unreadable or damaged file, or no usable
+        x/y key pair (the message lists the keys expected and found).
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise DatasetError(f"npz file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise DatasetError(f"cannot read npz file {path}: {e}") from e
-    if "x_train" not in arrays and "x" in arrays:
-        arrays["x_train"], arrays["y_train"] = arrays.pop("x"), arrays.pop("y", None)
+    arrays = _read_arrays(path)
+    found = sorted(arrays)
+    uses_splits = any(key in arrays for key in SPLIT_ARRAYS)
+    uses_pool = any(key in arrays for key in POOL_KEYS)
+    if uses_splits and uses_pool:
+        raise DatasetError(
+            f"npz file {path} holds both split arrays and a pool (x/y): {found}; "
+            f"it should hold {EXPECTED}, not both"
+        )
+    if not uses_splits and not uses_pool:
+        raise DatasetError(f"npz file {path} holds none of the expected arrays ({EXPECTED}); it holds {found}")
+    keys = {"x_train": "x", "y_train": "y"} if uses_pool else {}
+    stored = {field: keys.get(field, field) for field in SPLIT_ARRAYS}
+    ignored = sorted(set(arrays) - set(stored.values()))
+    if ignored:  # a typo like x_valid would otherwise quietly carve val out of train
+        warnings.warn(
+            f"npz file {path}: ignoring array(s) {ignored}; nas reads {EXPECTED}", DatasetWarning, stacklevel=2
+        )
     splits = {}
     for split in SPLIT_KEYS:
-        x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
-        if x is None and y is None and split != "train":
+        x_key, y_key = stored[f"x_{split}"], stored[f"y_{split}"]
+        if x_key not in arrays and y_key not in arrays and split != "train":
             continue
-        if x is None or y is None:
+        missing = [key for key in (x_key, y_key) if key not in arrays]
+        if missing:
             raise DatasetError(
-                f"npz file {path} needs both x_{split} and y_{split} (or x and y); "
-                f"it has {sorted(arrays)}"
+                f"npz file {path} has no {' or '.join(missing)}: it should hold {EXPECTED}; it holds {found}"
             )
-        splits[split] = (_with_channel_axis(x), _labels(y, f"y_{split}", len(x), path))
-    shapes = {split: x.shape[1:] for split, (x, _) in splits.items()}
-    if len(set(shapes.values())) > 1:
-        raise DatasetError(f"npz file {path} has splits of different per-example shapes: {shapes}")
-    num_classes = max(int(y.max(initial=-1)) for _, y in splits.values()) + 1
+        splits[split] = (_with_channel_axis(arrays[x_key]), arrays[y_key])
     return RawSplits(
-        *splits["train"], num_classes,
+        *splits["train"], None,
         *splits.get("val", (None, None)), *splits.get("test", (None, None)),
+        source=f"npz file {path}", keys=keys,
     )
 
 
-def _labels(y: np.ndarray, key: str, length: int, path: pathlib.Path) -> np.ndarray:
-    if y.shape != (length,):
-        raise DatasetError(f"npz file {path}: {key} has shape {y.shape}, expected ({length},)")
-    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0):
-        raise DatasetError(f"npz file {path}: {key} must hold non-negative integer class indices")
-    return y.astype(np.int64)
+def _read_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Every array of the file, or a DatasetError naming the file (and array) that will not read."""
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(
+            f"npz file {path} is not a zip archive, as np.savez writes: it is truncated or in another "
+            "format (a single .npy array, a pickle...); re-save it with np.savez(path, x_train=..., y_train=...)"
+        )
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001  (see below)
+        raise DatasetError(f"cannot read npz file {path}: {type(e).__name__}: {e}") from e
+    arrays = {}
+    with archive:
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            # Damaged bytes surface as whichever layer trips first; fuzzing a
+            # savez file gave BadZipFile, zlib.error, EOFError, OSError,
+            # ValueError, NotImplementedError, RuntimeError and
+            # tokenize.TokenError. All mean the same to the user: this
+            # array of this file is unreadable. (Object arrays: ValueError,
+            # since nas never unpickles.)
+            except Exception as e:  # noqa: BLE001
+                raise DatasetError(
+                    f"npz file {path}: cannot read array {key!r} ({type(e).__name__}: {e}); the file is "
+                    "damaged or the array holds Python objects. Re-save it with numeric arrays"
+                ) from e
+    return arrays

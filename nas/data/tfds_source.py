@@ -83,10 +83,11 @@ def read_prepared(name: str, data_dir: str | None = None) -> RawSplits:
     if "test" in splits:
         x_test, y_test = _read_split(builder, "test", image_key, label_key, name)
     label_feature = builder.info.features[label_key]
-    num_classes = getattr(label_feature, "num_classes", None)
-    if num_classes is None:
-        num_classes = int(max(y_train.max(), -1 if y_test is None else y_test.max())) + 1
-    return RawSplits(x_train, y_train, int(num_classes), x_test=x_test, y_test=y_test)
+    num_classes = getattr(label_feature, "num_classes", None)  # None: validation counts the labels
+    return RawSplits(
+        x_train, y_train, None if num_classes is None else int(num_classes), x_test=x_test, y_test=y_test,
+        source=f"TFDS dataset {name!r} in {builder.data_dir}",
+    )
 
 
 def _input_and_label_keys(builder, name: str) -> tuple[str, str]:
@@ -109,7 +110,9 @@ def _read_split(builder, split: str, image_key: str, label_key: str, name: str):
         return _read_split_with_tensorflow(builder, split, image_key, label_key, name)
     records = source.__getitems__(range(len(source)))
     x = np.stack([np.asarray(r[image_key]) for r in records])
-    y = np.asarray([r[label_key] for r in records], dtype=np.int64)
+    # Labels as stored: validation rejects fractional or out-of-range ones
+    # rather than an int64 cast silently truncating them.
+    y = np.asarray([r[label_key] for r in records])
     return x, y
 
 
@@ -126,4 +129,4 @@ def _read_split_with_tensorflow(builder, split: str, image_key: str, label_key: 
     import tensorflow_datasets as tfds
 
     batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    return np.asarray(batch[image_key]), np.asarray(batch[label_key], dtype=np.int64)
+    return np.asarray(batch[image_key]), np.asarray(batch[label_key])

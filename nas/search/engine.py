@@ -21,22 +21,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
-import shutil
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from nas.checkpoint import load_model, save_model
+from nas.checkpoint import copy_model, load_model, save_model
 from nas.data import Dataset
 from nas.search.evaluator import Evaluation, evaluate_candidates
 from nas.search.objective import Objective, error_of, pareto_front
 from nas.search.strategy import Candidate, Strategy, TrialResult
-from nas.store import (DIVERGED, DONE, FAILED, Run, Trial, TrialConflictError, TrialOutcome, TrialStore,
-                       outcome_from_result, plan_from_candidate)
+from nas.store import (DIVERGED, DONE, FAILED, GAVE_UP, InvalidTransitionError, Run, Trial, TrialConflictError,
+                       TrialOutcome, TrialStore, outcome_from_result, plan_from_candidate)
 from nas.train import TrainConfig, to_device
 
-MAX_ATTEMPTS = 3  # a trial that killed its process this often is marked failed, not retried forever
+# A trial whose process died this often (SIGKILL, or the OOM killer, which looks
+# the same) is marked failed instead of retried forever; see `run_search`.
+MAX_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user stopped the search (SIGINT, or SIGTERM turned into this by the entry point).
+
+    A KeyboardInterrupt, so nothing that catches `Exception` (a candidate's
+    training, say) mistakes it for the trial's own failure.
+    """
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class CheckpointWriteError(OSError):
+    """A trial's checkpoint could not be written (disk full, permissions): not the trial's fault."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +102,8 @@ class SearchOutcome:
       checkpoints: trial -> model directory of the checkpointed trials.
       seconds: search time summed over every invocation of the run (a killed
         one counts up to its last told batch), as `Budget.max_time` counts it.
+      gave_up: trials marked failed because their process died in each of
+        their `max_attempts` attempts (over every invocation of the run).
     """
 
     run: Run
@@ -94,6 +116,7 @@ class SearchOutcome:
     state: Any
     checkpoints: dict[int, str]
     seconds: float
+    gave_up: tuple[int, ...] = ()
 
     def result(self, trial: int) -> TrialResult:
         return next(r for r in self.results if r.trial == trial)
@@ -142,6 +165,8 @@ def run_search(
     objective: Objective = Objective(),
     run_dir: str,
     on_trial: Callable[[Candidate, TrialResult, Evaluation | None], None] | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    checkpoint_metadata: Mapping[str, Any] | None = None,
 ) -> SearchOutcome:
     """Runs (or resumes) `strategy` until a budget or the strategy ends.
 
@@ -154,11 +179,31 @@ def run_search(
       run_dir: checkpoints go to ``run_dir/trials/<index>``.
       on_trial: called for every trial this invocation trains or replays,
         with its evaluation (None when replayed from the store).
+      max_attempts: a trial whose process died (SIGKILL, out of memory) in
+        this many attempts is marked failed, loudly, instead of retried. The
+        user's interruption (SIGINT/SIGTERM, `Interrupted`) and a checkpoint
+        that could not be written are not attempts: those trials are queued
+        again uncounted, and the exception propagates.
+      checkpoint_metadata: extra keys for every checkpoint's model.json
+        (e.g. ``data_args``, so nas-eval can reload the dataset).
+
+    The caller holds the run directory (`nas.store.RunLock`): two processes
+    on one run would train the same trials twice.
+
+    Raises:
+      Interrupted / KeyboardInterrupt: the user stopped it; resume continues.
+      CheckpointWriteError: a checkpoint could not be written.
+      ResumeMismatchError: the stored run does not match what is replayed.
     """
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"search.max_attempts must be an integer >= 1, got {max_attempts!r}")
     start_clock = time.perf_counter()
     meta = store.strategy_state(run)
     elapsed_before = json.loads(meta.state.decode())["elapsed"] if meta is not None else 0.0
-    store.requeue_interrupted(run, max_attempts=MAX_ATTEMPTS)
+    for t in store.requeue_interrupted(run, max_attempts=max_attempts):
+        if t.status == FAILED:
+            log.warning("trial %d %s; it is marked failed and the search goes on without it "
+                        "(search.max_attempts=%d)", t.index, t.error, max_attempts)
     stored = {t.index: t for t in store.trials(run)}
     splits = None
     state = strategy.init(space, key)
@@ -181,10 +226,17 @@ def run_search(
 
     def checkpoint(c: Candidate, r: TrialResult, ev: Evaluation) -> None:
         path = os.path.join(run_dir, "trials", str(c.trial))
-        save_model(path, c.arch, ev.result.variables, {
-            "trial": c.trial, "hyperparameters": c.hyperparameters(), "parent": c.parent,
-            "dataset": dataset.metadata(), "score": r.score, "error": r.error, "objective": r.objective,
-            "t_tr": r.t_tr, "num_params": r.num_params, "epochs": r.epochs})
+        try:
+            save_model(path, c.arch, ev.result.variables, {
+                **dict(checkpoint_metadata or {}),
+                "trial": c.trial, "hyperparameters": c.hyperparameters(), "parent": c.parent,
+                "dataset": dataset.metadata(), "score": r.score, "error": r.error, "objective": r.objective,
+                "t_tr": r.t_tr, "num_params": r.num_params, "epochs": r.epochs})
+        except OSError as exc:
+            raise CheckpointWriteError(
+                exc.errno, f"could not write trial {c.trial}'s checkpoint to {path}: {exc.strerror or exc}; "
+                "the trial is queued again (not counted as an attempt): free space or fix the permissions, "
+                "then resume with resume=true") from exc
         checkpoints[c.trial] = path
         if not store.artefacts(run, kind="checkpoint", trial=c.trial):
             store.add_artefact(run, "checkpoint", path, trial=c.trial)
@@ -217,7 +269,9 @@ def run_search(
         except TrialConflictError as exc:
             raise ResumeMismatchError(
                 f"resuming run {run.id}: the strategy now proposes something other than the stored trial "
-                f"({exc}); the code or the search configuration changed since the run started") from exc
+                f"({exc}); the code or the search configuration changed since the run started. Continue it with "
+                "the code and settings that started it, or start a new run directory (hydra.run.dir=NEW_DIR)"
+                ) from exc
         for c in batch:
             candidates[c.trial] = c
             stored[c.trial] = store.trial(run, c.trial)
@@ -229,33 +283,31 @@ def run_search(
             if on_trial is not None:
                 on_trial(c, results[c.trial], None)
         if to_train:
-            claimed = {}
-            for _ in to_train:
-                t = store.claim_next(run)
-                if t is None or t.index not in {c.trial for c in to_train}:
-                    raise ResumeMismatchError(f"run {run.id}: queued trial {t and t.index} is not in the current batch")
-                claimed[t.index] = t.attempts
-            if splits is None:
-                splits = to_device(dataset)
-            evaluations = evaluate_candidates(to_train, dataset, base, splits=splits, parent_weights=load_weights)
-            for ev in evaluations:
-                c = ev.candidate
-                r = _result_of_evaluation(ev, objective, dataset.task, strategy.needs_weights)
-                if ev.result is not None and r.ok and (strategy.needs_weights or on_front(r)):
-                    checkpoint(c, r, ev)
-                if ev.result is None:
-                    outcome = TrialOutcome.failed(ev.error or "unknown error")
-                else:
-                    outcome = outcome_from_result(ev.result, {
-                        "objective": r.objective if math.isfinite(r.objective) else None,
-                        "error": r.error if math.isfinite(r.error) else None, "seconds": ev.seconds})
-                    if r.status == DIVERGED and outcome.status == DONE:
-                        outcome = dataclasses.replace(outcome, status=DIVERGED, best_score=None)
-                stored[c.trial] = store.finish(run, c.trial, outcome, attempt=claimed[c.trial])
-                results[c.trial] = r
-                trained += 1
-                if on_trial is not None:
-                    on_trial(c, r, ev)
+            claimed: dict[int, int] = {}  # trial -> attempt, until it is finished
+            try:
+                for _ in to_train:
+                    t = store.claim_next(run)
+                    if t is None or t.index not in {c.trial for c in to_train}:
+                        raise ResumeMismatchError(
+                            f"run {run.id}: queued trial {t and t.index} is not in the current batch")
+                    claimed[t.index] = t.attempts
+                if splits is None:
+                    splits = to_device(dataset)
+                evaluations = evaluate_candidates(to_train, dataset, base, splits=splits, parent_weights=load_weights)
+                for ev in evaluations:
+                    c = ev.candidate
+                    r = _result_of_evaluation(ev, objective, dataset.task, strategy.needs_weights)
+                    if ev.result is not None and r.ok and (strategy.needs_weights or on_front(r)):
+                        checkpoint(c, r, ev)
+                    stored[c.trial] = store.finish(run, c.trial, _outcome(ev, r), attempt=claimed[c.trial])
+                    del claimed[c.trial]
+                    results[c.trial] = r
+                    trained += 1
+                    if on_trial is not None:
+                        on_trial(c, r, ev)
+            except (KeyboardInterrupt, CheckpointWriteError) as exc:
+                _release(store, run, claimed, exc)
+                raise
         state = strategy.tell(state, [results[c.trial] for c in batch])
         for c in batch:  # the strategy keeps what weights it needs; the engine drops its copies
             results[c.trial] = dataclasses.replace(results[c.trial], variables=None)
@@ -266,9 +318,35 @@ def run_search(
     finite = [r for r in ordered if r.ok]
     best = min(finite, key=lambda r: (r.objective, r.trial)).trial if finite else None
     front = pareto_front([(r.error, _complexity(objective, r)) for r in finite])
+    gave_up = tuple(t.index for t in store.trials(run, status=FAILED) if (t.error or "").startswith(GAVE_UP))
     return SearchOutcome(run, tuple(candidates[i] for i in sorted(candidates)), ordered, best,
                          tuple(finite[i].trial for i in front), stop_reason, trained, state, checkpoints,
-                         elapsed())
+                         elapsed(), gave_up)
+
+
+def _outcome(ev: Evaluation, r: TrialResult) -> TrialOutcome:
+    """What the store records of an evaluation (`r` decides the status)."""
+    if ev.result is None:
+        return TrialOutcome.failed(ev.error or "unknown error")
+    outcome = outcome_from_result(ev.result, {
+        "objective": r.objective if math.isfinite(r.objective) else None,
+        "error": r.error if math.isfinite(r.error) else None, "seconds": ev.seconds})
+    if r.status == DIVERGED and outcome.status == DONE:
+        outcome = dataclasses.replace(outcome, status=DIVERGED, best_score=None)
+    return outcome
+
+
+def _release(store: TrialStore, run: Run, claimed: Mapping[int, int], exc: BaseException) -> None:
+    """Queues the claimed, unfinished trials again without counting the attempt (not their fault)."""
+    if isinstance(exc, KeyboardInterrupt):
+        reason = f"interrupted by the user ({getattr(exc, 'signal_name', 'SIGINT')}); not counted as an attempt"
+    else:
+        reason = f"checkpoint write failed ({exc}); not counted as an attempt"
+    for trial, attempt in claimed.items():
+        try:
+            store.release(run, trial, reason, attempt=attempt)
+        except InvalidTransitionError:
+            pass  # the interrupt came after its finish committed: it is done
 
 
 def export_artefacts(outcome: SearchOutcome, store: TrialStore, run_dir: str) -> dict[str, Any]:
@@ -285,8 +363,7 @@ def export_artefacts(outcome: SearchOutcome, store: TrialStore, run_dir: str) ->
             raise ResumeMismatchError(f"the best trial {outcome.best} has no checkpoint at {source}")
         best_dir = os.path.join(run_dir, "best")
         if os.path.abspath(source) != os.path.abspath(best_dir):
-            shutil.rmtree(best_dir, ignore_errors=True)
-            shutil.copytree(source, best_dir)
+            copy_model(source, best_dir)  # atomic: a kill leaves the old best/ or the new one
         paths["best"] = os.path.abspath(best_dir)
         _record(store, run, "best", paths["best"], outcome.best)
     for trial in outcome.pareto:
@@ -316,5 +393,5 @@ def candidates_summary(outcome: SearchOutcome, objective: Objective) -> list[dic
     return rows
 
 
-__all__ = ["Budget", "ResumeMismatchError", "SearchOutcome", "candidates_summary", "export_artefacts",
-           "run_search"]
+__all__ = ["Budget", "CheckpointWriteError", "Interrupted", "MAX_ATTEMPTS", "ResumeMismatchError", "SearchOutcome",
+           "candidates_summary", "export_artefacts", "run_search"]

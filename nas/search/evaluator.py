@@ -57,10 +57,13 @@ def config_for(candidate: Candidate, base: TrainConfig, parent_epochs: int = 0) 
     if candidate.weight_decay is not None:
         optimizer = dataclasses.replace(optimizer, weight_decay=float(candidate.weight_decay))
     total = candidate.epochs if candidate.epochs is not None else base.epochs
+    if int(total) <= parent_epochs:
+        raise ValueError(f"nothing to train: the epoch budget {total} is already spent "
+                         f"(the parent trained {parent_epochs})")
     return dataclasses.replace(
         base, seed=base.seed + candidate.trial, optimizer=optimizer, schedule=schedule,
         batch_size=int(candidate.batch_size) if candidate.batch_size is not None else base.batch_size,
-        epochs=max(int(total) - parent_epochs, 0))
+        epochs=int(total) - parent_epochs)
 
 
 def _continued(result: TrainResult, parent_epochs: int) -> TrainResult:
@@ -122,8 +125,6 @@ def evaluate_candidates(
         configs = [cfg for _, cfg, _, _ in group]
         warm = [v for _, _, v, _ in group] if group[0][0].start != FRESH else None
         try:
-            if configs[0].epochs == 0:
-                raise ValueError(f"nothing to train: the epoch budget {group[0][0].epochs} is already spent")
             if len(group) == 1:
                 results = [train(arch, dataset, configs[0], variables=warm[0] if warm else None, splits=splits)]
             else:

@@ -12,6 +12,8 @@ only to rebuild a Candidate.
 
 from nas.store.adapters import candidate_from_trial, outcome_from_result, plan_from_candidate
 from nas.store.errors import (
+    ArtefactPathError,
+    CorruptStoreError,
     ConfigMismatchError,
     InvalidTransitionError,
     NotSerialisableError,
@@ -23,11 +25,13 @@ from nas.store.errors import (
 )
 from nas.store.export import read_csv, read_jsonl, to_csv, to_jsonl
 from nas.store.interface import TrialStore
+from nas.store.lock import RunLock, RunLockedError
 from nas.store.records import (
     DIVERGED,
     DONE,
     FAILED,
     FINAL_STATUSES,
+    GAVE_UP,
     QUEUED,
     RUNNING,
     STATUSES,
@@ -43,7 +47,8 @@ from nas.store.schema import SCHEMA_VERSION
 from nas.store.sqlite_store import STORE_FILENAME, SqliteTrialStore
 
 __all__ = [
-    "DIVERGED", "DONE", "FAILED", "FINAL_STATUSES", "QUEUED", "RUNNING", "SCHEMA_VERSION", "STATUSES",
+    "DIVERGED", "DONE", "FAILED", "FINAL_STATUSES", "GAVE_UP", "ArtefactPathError", "CorruptStoreError",
+    "RunLock", "RunLockedError", "QUEUED", "RUNNING", "SCHEMA_VERSION", "STATUSES",
     "STORE_FILENAME", "Artefact", "ConfigMismatchError", "InvalidTransitionError", "NotSerialisableError",
     "PlannedTrial", "Run", "SchemaVersionError", "SqliteTrialStore", "StatusCounts", "StoreError",
     "StrategyState", "Trial", "TrialConflictError", "TrialOutcome", "TrialStore", "UnknownRunError",

@@ -67,3 +67,14 @@ class ConfigMismatchError(StoreError):
 
 class NotSerialisableError(StoreError, TypeError):
     """A value meant for a JSON column cannot be written as JSON."""
+
+
+class CorruptStoreError(StoreError):
+    """The store file exists but cannot be read as a store (empty, truncated, garbled).
+
+    It is never replaced or started over: that would lose the run's history.
+    """
+
+
+class ArtefactPathError(StoreError):
+    """An artefact path resolves outside the run directory its store lives in."""

@@ -5,7 +5,7 @@ later; `SqliteTrialStore` is the implementation for one run directory.
 
 Contract every implementation keeps: each enqueued trial has exactly one
 row; its status only moves ``queued -> running -> done|diverged|failed`` or,
-through `requeue_interrupted`, ``running -> queued``; every operation is one
+through `requeue_interrupted` or `release`, ``running -> queued``; every operation is one
 transaction, so a process killed at any moment leaves each trial in exactly
 one of those states and no trial is lost or counted twice.
 """
@@ -95,6 +95,20 @@ class TrialStore(abc.ABC):
           The trials changed, in their new state.
         """
 
+    @abc.abstractmethod
+    def release(self, run: Run | int, trial: int, reason: str, *, attempt: int | None = None) -> Trial:
+        """Puts a ``running`` trial back to ``queued`` without counting its attempt.
+
+        For interruptions that are not the trial's doing, which the process
+        sees and survives: the user's SIGINT/SIGTERM, or a checkpoint that
+        could not be written (disk full). A trial that kills its own process
+        cannot be released, and `requeue_interrupted` counts it instead.
+
+        Args:
+          reason: recorded as the trial's error until it runs again.
+          attempt: as in `finish`: a stale attempt is refused.
+        """
+
     # ---------------------------------------------------------------- queries
     @abc.abstractmethod
     def trial(self, run: Run | int, index: int) -> Trial:
@@ -115,11 +129,16 @@ class TrialStore(abc.ABC):
     # ---------------------------------------------------------------- artefacts and strategy state
     @abc.abstractmethod
     def add_artefact(self, run: Run | int, kind: str, path: str, trial: int | None = None) -> Artefact:
-        """Records a file the run produced (UnknownTrialError if `trial` is not in the run)."""
+        """Records a file the run produced (UnknownTrialError if `trial` is not in the run).
+
+        A store that lives in a run directory keeps `path` relative to it, so a
+        moved or copied run finds its own files; a path outside that directory
+        is refused (ArtefactPathError).
+        """
 
     @abc.abstractmethod
     def artefacts(self, run: Run | int, kind: str | None = None, trial: int | None = None) -> tuple[Artefact, ...]:
-        """The run's artefacts, oldest first, optionally filtered by kind and trial."""
+        """The run's artefacts, oldest first, optionally filtered by kind and trial (absolute paths)."""
 
     @abc.abstractmethod
     def save_strategy_state(self, run: Run | int, state: bytes, told: Iterable[int]) -> StrategyState:

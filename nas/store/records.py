@@ -14,6 +14,9 @@ from typing import Any, Mapping
 QUEUED, RUNNING, DONE, DIVERGED, FAILED = "queued", "running", "done", "diverged", "failed"
 STATUSES = (QUEUED, RUNNING, DONE, DIVERGED, FAILED)
 FINAL_STATUSES = (DONE, DIVERGED, FAILED)
+# The start of a failed trial's error when the engine gave up retrying it (its
+# process died in each of its attempts); results count these trials.
+GAVE_UP = "gave up:"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,7 +83,7 @@ CREATE TABLE strategy_state (
 """
 
 
-def _has_schema(conn: sqlite3.Connection) -> bool:
+def has_schema(conn: sqlite3.Connection) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
     return row is not None
 
@@ -104,7 +104,7 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> int:
     # a fresh file at once cannot both create the schema.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if not _has_schema(conn):
+        if not has_schema(conn):
             # executescript would COMMIT first; run the statements one by one to
             # keep them inside this transaction.
             for statement in _statements(DDL):

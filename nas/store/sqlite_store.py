@@ -18,6 +18,7 @@ file system (not NFS): its shared-memory index does not work across hosts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import time
@@ -26,7 +27,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from nas.store import records
 from nas.store.encoding import from_json, to_json
 from nas.store.errors import (
+    ArtefactPathError,
     ConfigMismatchError,
+    CorruptStoreError,
     InvalidTransitionError,
     NotSerialisableError,
     StoreError,
@@ -38,7 +41,7 @@ from nas.store.fingerprint import differences, fingerprint, identity
 from nas.store.interface import TrialStore
 from nas.store.provenance import code_version as current_code_version
 from nas.store.records import Artefact, PlannedTrial, Run, StatusCounts, StrategyState, Trial, TrialOutcome
-from nas.store.schema import ensure_schema
+from nas.store.schema import ensure_schema, has_schema
 
 STORE_FILENAME = "store.sqlite"
 _MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING claims a trial and reads it back in one statement
@@ -62,10 +65,6 @@ def _run(row: Sequence[Any]) -> Run:
     return Run(run_id, created, fp, from_json(config), from_json(dataset_meta), strategy, seed, from_json(code))
 
 
-def _artefact(row: Sequence[Any]) -> Artefact:
-    return Artefact(*row)
-
-
 def _run_id(run: Run | int) -> int:
     if isinstance(run, Run):
         return run.id
@@ -82,6 +81,58 @@ def _statuses(status: str | Sequence[str] | None) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown trial status {unknown[0]!r}; statuses are {list(records.STATUSES)}")
     return wanted
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None)
+
+
+def _configure(conn: sqlite3.Connection, path: str) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise StoreError(f"{path}: SQLite refused WAL journal mode (got {mode!r}); "
+                         "put the run directory on a local file system")
+    # FULL: WAL mode with NORMAL survives a killed process but may lose the
+    # last commits on power loss or an OS crash; FULL fsyncs each commit so
+    # a trial recorded `done` stays done. A trial trains for seconds to
+    # hours and commits about three times, so an fsync (< 1 ms) costs nothing.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _create(path: str, timeout: float) -> None:
+    """Creates a store file with its schema, atomically.
+
+    The schema is written to a temporary file beside `path` and hard-linked
+    into place: a process killed at any moment leaves either no store or a
+    complete one (plus at most a stray temporary file), never an empty one,
+    and of two processes creating the same store at once, one wins and the
+    other opens the winner's (a link, unlike a rename, never replaces).
+    """
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.creating-{os.getpid()}")
+    if os.path.exists(temporary):
+        os.remove(temporary)
+    try:
+        conn = _connect(temporary, timeout)
+        try:
+            _configure(conn, temporary)
+            ensure_schema(conn, path)
+        finally:
+            conn.close()  # the last connection checkpoints the WAL into the file
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
+def _inside(root: str, path: str) -> bool:
+    root, path = os.path.realpath(root), os.path.realpath(path)
+    return os.path.commonpath([root, path]) == root
 
 
 class SqliteTrialStore(TrialStore):
@@ -102,22 +153,36 @@ class SqliteTrialStore(TrialStore):
             raise StoreError(f"the store needs SQLite >= 3.35 (UPDATE ... RETURNING); this Python links "
                              f"SQLite {sqlite3.sqlite_version}")
         self.path = os.path.abspath(os.fspath(path))
+        # Artefact paths are kept relative to this folder (the run directory), so
+        # a moved or copied run finds its own files and never another run's.
+        self.root = os.path.dirname(self.path)
         self._clock = clock
+        self._timeout = timeout
+        if not os.path.exists(self.path):
+            _create(self.path, timeout)
+        elif os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
+            # `_create` never leaves an empty file behind, so an empty store was
+            # truncated or replaced: opening it would start the search over and
+            # silently lose its history.
+            raise CorruptStoreError(
+                f"{self.path} is empty (0 bytes): a store file is never empty, so it was truncated or "
+                "replaced. Nothing was changed; restore it from a copy, or move it away to start a new search")
         # Autocommit mode: the store issues BEGIN/COMMIT itself, so no statement
         # runs in a transaction the sqlite3 module opened implicitly.
-        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self._conn = _connect(self.path, timeout)
         try:
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StoreError(f"{self.path}: SQLite refused WAL journal mode (got {mode!r}); "
-                                 "put the run directory on a local file system")
-            # FULL: WAL mode with NORMAL survives a killed process but may lose the
-            # last commits on power loss or an OS crash; FULL fsyncs each commit so
-            # a trial recorded `done` stays done. A trial trains for seconds to
-            # hours and commits about three times, so an fsync (< 1 ms) costs nothing.
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self.schema_version = ensure_schema(self._conn, self.path)
+            with self._named_errors("open"):
+                # Looked at before anything is written (WAL mode rewrites the header).
+                if not has_schema(self._conn):
+                    raise CorruptStoreError(
+                        f"{self.path} is an SQLite file without the store's tables: not a nas store (or one "
+                        "damaged before its schema was written). Nothing was changed; use another run directory")
+                status = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+                if status != "ok":
+                    raise CorruptStoreError(f"{self.path} is damaged (SQLite quick_check: {status}). Nothing was "
+                                            "changed; restore it from a copy, or start a new run directory")
+                _configure(self._conn, self.path)
+                self.schema_version = ensure_schema(self._conn, self.path)
         except BaseException:
             self._conn.close()
             raise
@@ -136,22 +201,43 @@ class SqliteTrialStore(TrialStore):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; IMMEDIATE takes the write lock up front, so a
         read-then-update inside it cannot race another writer."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        with self._named_errors("write to"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _named_errors(self, action: str) -> Iterator[None]:
+        """SQLite's own errors ("file is not a database", "disk I/O error") name no file; ours do."""
         try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            yield
+        except sqlite3.IntegrityError:
             raise
+        except sqlite3.DatabaseError as exc:
+            kind = CorruptStoreError if type(exc) is sqlite3.DatabaseError else StoreError
+            raise kind(f"cannot {action} the trial store {self.path}: {exc} (nothing was changed; if the file is "
+                       "damaged, restore it from a copy or start a new run directory)") from exc
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list:
+        with self._named_errors("read"):
+            return self._conn.execute(sql, args).fetchall()
+
+    def _read_one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = self._read(sql, args)
+        return rows[0] if rows else None
 
     def _require_run(self, run_id: int) -> None:
-        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+        if self._read_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)) is None:
             raise UnknownRunError(run_id, self.path)
 
     def _require_trial(self, run_id: int, index: int, action: str) -> tuple[str, int]:
-        row = self._conn.execute("SELECT status, attempts FROM trials WHERE run_id = ? AND trial_index = ?",
-                                 (run_id, index)).fetchone()
+        row = self._read_one("SELECT status, attempts FROM trials WHERE run_id = ? AND trial_index = ?",
+                                 (run_id, index))
         if row is None:
             self._require_run(run_id)
             raise UnknownTrialError(run_id, index, action)
@@ -177,7 +263,8 @@ class SqliteTrialStore(TrialStore):
                         f"{self.path} already holds run {other.id} (strategy {other.strategy!r}, seed {other.seed}) "
                         "with a different configuration; what differs (stored -> requested):\n  "
                         + "\n  ".join(diff)
-                        + "\nUse a new run directory, or pass resume=False to start another run in this store.")
+                        + "\nStart it in a new run directory (nas-search: hydra.run.dir=NEW_DIR), or put the "
+                        "stored settings back to continue this run.")
             row = conn.execute(
                 "INSERT INTO runs (created, fingerprint, config, dataset_meta, strategy, seed, code_version) "
                 f"VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_RUN_SELECT}",
@@ -186,13 +273,13 @@ class SqliteTrialStore(TrialStore):
         return _run(row)
 
     def run(self, run_id: int) -> Run:
-        row = self._conn.execute(f"SELECT {_RUN_SELECT} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._read_one(f"SELECT {_RUN_SELECT} FROM runs WHERE id = ?", (run_id,))
         if row is None:
             raise UnknownRunError(run_id, self.path)
         return _run(row)
 
     def runs(self) -> tuple[Run, ...]:
-        return tuple(_run(r) for r in self._conn.execute(f"SELECT {_RUN_SELECT} FROM runs ORDER BY id"))
+        return tuple(_run(r) for r in self._read(f"SELECT {_RUN_SELECT} FROM runs ORDER BY id"))
 
     # ---------------------------------------------------------------- trial lifecycle
     def enqueue(self, run: Run | int, trials: Iterable[PlannedTrial]) -> tuple[int, ...]:
@@ -288,19 +375,35 @@ class SqliteTrialStore(TrialStore):
             if max_attempts is not None:
                 changed += conn.execute(
                     "UPDATE trials SET status = 'failed', finished_at = ?, "
-                    "error = 'interrupted in each of its ' || attempts || ' attempts; not retried' "
+                    f"error = '{records.GAVE_UP} its process died in each of its ' || attempts || ' attempts "
+                    "(killed, e.g. out of memory); the limit is ' || ? || ' attempts' "
                     "WHERE run_id = ? AND status = 'running' AND attempts >= ? "
-                    f"RETURNING {_TRIAL_SELECT}", (self._clock(), run_id, max_attempts)).fetchall()
+                    f"RETURNING {_TRIAL_SELECT}", (self._clock(), max_attempts, run_id, max_attempts)).fetchall()
             changed += conn.execute(
                 "UPDATE trials SET status = 'queued', error = 'attempt ' || attempts || ' was interrupted; requeued' "
                 f"WHERE run_id = ? AND status = 'running' RETURNING {_TRIAL_SELECT}", (run_id,)).fetchall()
         return tuple(sorted((_trial(r) for r in changed), key=lambda t: t.index))
 
+    def release(self, run: Run | int, trial: int, reason: str, *, attempt: int | None = None) -> Trial:
+        run_id = _run_id(run)
+        with self._write() as conn:
+            status, attempts = self._require_trial(run_id, trial, "release")
+            if status != records.RUNNING:
+                raise InvalidTransitionError(run_id, trial, status, "release", "only a running trial can be released")
+            if attempt is not None and attempt != attempts:
+                raise InvalidTransitionError(run_id, trial, status, "release",
+                                             f"attempt {attempt} is stale; the trial is in attempt {attempts}")
+            row = conn.execute(
+                "UPDATE trials SET status = 'queued', attempts = attempts - 1, started_at = NULL, error = ? "
+                f"WHERE run_id = ? AND trial_index = ? AND status = 'running' RETURNING {_TRIAL_SELECT}",
+                (str(reason), run_id, trial)).fetchall()[0]
+        return _trial(row)
+
     # ---------------------------------------------------------------- queries
     def trial(self, run: Run | int, index: int) -> Trial:
         run_id = _run_id(run)
-        row = self._conn.execute(f"SELECT {_TRIAL_SELECT} FROM trials WHERE run_id = ? AND trial_index = ?",
-                                 (run_id, index)).fetchone()
+        row = self._read_one(f"SELECT {_TRIAL_SELECT} FROM trials WHERE run_id = ? AND trial_index = ?",
+                                 (run_id, index))
         if row is None:
             self._require_run(run_id)
             raise UnknownTrialError(run_id, index, "read")
@@ -311,24 +414,24 @@ class SqliteTrialStore(TrialStore):
         wanted = _statuses(status)
         self._require_run(run_id)
         marks = ", ".join("?" * len(wanted))
-        rows = self._conn.execute(
+        rows = self._read(
             f"SELECT {_TRIAL_SELECT} FROM trials WHERE run_id = ? AND status IN ({marks}) ORDER BY trial_index",
-            (run_id, *wanted)).fetchall()
+            (run_id, *wanted))
         return tuple(_trial(r) for r in rows)
 
     def counts(self, run: Run | int) -> StatusCounts:
         run_id = _run_id(run)
         self._require_run(run_id)
-        rows = self._conn.execute("SELECT status, COUNT(*) FROM trials WHERE run_id = ? GROUP BY status",
-                                  (run_id,)).fetchall()
+        rows = self._read("SELECT status, COUNT(*) FROM trials WHERE run_id = ? GROUP BY status",
+                                  (run_id,))
         return StatusCounts(**dict(rows))
 
     def best(self, run: Run | int) -> Trial | None:
         run_id = _run_id(run)
         self._require_run(run_id)
-        row = self._conn.execute(
+        row = self._read_one(
             f"SELECT {_TRIAL_SELECT} FROM trials WHERE run_id = ? AND status = 'done' AND best_score IS NOT NULL "
-            "ORDER BY best_score DESC, trial_index ASC LIMIT 1", (run_id,)).fetchone()
+            "ORDER BY best_score DESC, trial_index ASC LIMIT 1", (run_id,))
         return None if row is None else _trial(row)
 
     # ---------------------------------------------------------------- artefacts and strategy state
@@ -336,6 +439,7 @@ class SqliteTrialStore(TrialStore):
         run_id = _run_id(run)
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"an artefact kind is a non-empty string (best, pareto, checkpoint...), got {kind!r}")
+        relative = self._relative(os.fspath(path), kind)
         with self._write() as conn:
             if trial is None:
                 self._require_run(run_id)
@@ -343,8 +447,8 @@ class SqliteTrialStore(TrialStore):
                 self._require_trial(run_id, trial, f"record a {kind!r} artefact of")
             row = conn.execute(
                 f"INSERT INTO artefacts (run_id, trial_index, kind, path, created) VALUES (?, ?, ?, ?, ?) "
-                f"RETURNING {_ARTEFACT_SELECT}", (run_id, trial, kind, os.fspath(path), self._clock())).fetchall()[0]
-        return _artefact(row)
+                f"RETURNING {_ARTEFACT_SELECT}", (run_id, trial, kind, relative, self._clock())).fetchall()[0]
+        return self._artefact(row)
 
     def artefacts(self, run: Run | int, kind: str | None = None, trial: int | None = None) -> tuple[Artefact, ...]:
         run_id = _run_id(run)
@@ -354,7 +458,27 @@ class SqliteTrialStore(TrialStore):
             query, args = query + " AND kind = ?", args + [kind]
         if trial is not None:
             query, args = query + " AND trial_index = ?", args + [trial]
-        return tuple(_artefact(r) for r in self._conn.execute(query + " ORDER BY id", args))
+        return tuple(self._artefact(r) for r in self._read(query + " ORDER BY id", args))
+
+    def _relative(self, path: str, kind: str) -> str:
+        """`path` relative to the run directory; anything resolving outside it is refused."""
+        absolute = path if os.path.isabs(path) else os.path.join(self.root, path)
+        if not _inside(self.root, absolute):
+            raise ArtefactPathError(f"the {kind!r} artefact {path} is outside the run directory {self.root}; "
+                                    "a run keeps its files inside its own directory")
+        return os.path.relpath(os.path.realpath(absolute), os.path.realpath(self.root))
+
+    def _artefact(self, row: Sequence[Any]) -> Artefact:
+        """An artefact row with its path resolved against this store's directory."""
+        artefact = Artefact(*row)
+        absolute = os.path.normpath(os.path.join(self.root, artefact.path))
+        if not _inside(self.root, absolute):
+            # Written by an older version (absolute paths) or edited by hand.
+            raise ArtefactPathError(
+                f"{self.path}: the {artefact.kind!r} artefact of trial {artefact.trial} points at {artefact.path}, "
+                f"outside the run directory {self.root}; it is refused rather than read (a run reads only its "
+                "own files). Start a new run directory, or re-run the search in its original directory")
+        return dataclasses.replace(artefact, path=absolute)
 
     def save_strategy_state(self, run: Run | int, state: bytes, told: Iterable[int]) -> StrategyState:
         run_id = _run_id(run)
@@ -375,8 +499,8 @@ class SqliteTrialStore(TrialStore):
     def strategy_state(self, run: Run | int) -> StrategyState | None:
         run_id = _run_id(run)
         self._require_run(run_id)
-        row = self._conn.execute("SELECT updated, state, told FROM strategy_state WHERE run_id = ?",
-                                 (run_id,)).fetchone()
+        row = self._read_one("SELECT updated, state, told FROM strategy_state WHERE run_id = ?",
+                                 (run_id,))
         if row is None:
             return None
         updated, state, told = row

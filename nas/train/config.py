@@ -1,14 +1,93 @@
-"""Typed training settings; entry points build these from Hydra configs."""
+"""Typed training settings; entry points build these from Hydra configs.
+
+Every spec checks its fields when it is built (and again on
+`dataclasses.replace`), so a bad value fails at composition time with the
+setting's config path (``train.epochs``, ``optimizer.learning_rate``), what it
+accepts and what it got, instead of as a TypeError deep in the trainer or a
+model that silently did not train. Integers are accepted where a float
+belongs (and stored as floats); a bool is never a number; numpy scalars are
+stored as Python numbers.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import math
+import numbers
+from typing import Any, Literal, get_args
+
+from nas.train.errors import TrainConfigError
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
 ScheduleName = Literal["constant", "step", "cosine", "inverse_time"]
 
+# jax.random.PRNGKey keeps 32 bits of the seed without x64: 2**32 would train
+# exactly as seed 0 and -1 as 2**32 - 1, so seeds outside this range alias others.
+SEED_LIMIT = 2**32
+GiB = 2**30
 
+
+# ------------------------------------------------------------------ field checks
+def _integer(key: str, value: Any, low: int, high: int | None = None) -> int:
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TrainConfigError(key, value, expected)
+    if value < low or (high is not None and value >= high):
+        raise TrainConfigError(key, value, expected)
+    return int(value)
+
+
+def _optional_integer(key: str, value: Any, low: int, meaning_of_none: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return _integer(key, value, low)
+    except TrainConfigError:
+        raise TrainConfigError(key, value, f"null ({meaning_of_none}) or an integer >= {low}") from None
+
+
+def _number(key: str, value: Any, expected: str, accept) -> float:
+    """A finite real number (int or float, not bool) for which `accept(value)` holds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TrainConfigError(key, value, expected)
+    number = float(value)
+    if not math.isfinite(number) or not accept(number):
+        raise TrainConfigError(key, value, expected)
+    return number
+
+
+def _non_negative(key: str, value: Any) -> float:
+    return _number(key, value, "a finite number >= 0", lambda v: v >= 0)
+
+
+def _positive(key: str, value: Any) -> float:
+    return _number(key, value, "a finite number > 0", lambda v: v > 0)
+
+
+def _fraction(key: str, value: Any) -> float:
+    """A decay rate in [0, 1): 1 would never forget (a momentum or average that never moves)."""
+    return _number(key, value, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TrainConfigError(key, value, "true or false")
+    return value
+
+
+def _name(key: str, value: Any, options: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise TrainConfigError(key, value, f"one of {list(options)}")
+    return value
+
+
+def _set(spec: Any, **values: Any) -> None:
+    """Stores normalised values on a frozen dataclass (from __post_init__)."""
+    for name, value in values.items():
+        object.__setattr__(spec, name, value)
+
+
+# ------------------------------------------------------------------ specs
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """An optax optimiser.
@@ -16,6 +95,14 @@ class OptimizerConfig:
     `learning_rate` and `weight_decay` may differ between the members of a
     population (they live in the optimiser state); everything else is shared.
     Weight decay is decoupled for adamw and an L2 term for the others.
+
+    A learning rate of 0 is allowed (a frozen-weights probe: the model is
+    evaluated but never moves, e.g. to test early stopping); a negative one,
+    gradient ascent, is refused.
+
+    Raises:
+      TrainConfigError: a field of the wrong type or out of range, named by its
+        config path (``optimizer.<field>``).
     """
 
     name: OptimizerName = "adam"
@@ -29,6 +116,23 @@ class OptimizerConfig:
     rho: float = 0.9  # rmsprop's decay
     amsgrad: bool = False
 
+    def __post_init__(self):
+        key = "optimizer."
+        _set(
+            self,
+            name=_name(key + "name", self.name, get_args(OptimizerName)),
+            learning_rate=_non_negative(key + "learning_rate", self.learning_rate),
+            weight_decay=_non_negative(key + "weight_decay", self.weight_decay),
+            momentum=_fraction(key + "momentum", self.momentum),
+            nesterov=_flag(key + "nesterov", self.nesterov),
+            b1=_fraction(key + "b1", self.b1),
+            b2=_fraction(key + "b2", self.b2),
+            # eps keeps Adam's and RMSprop's division finite where a gradient is exactly 0.
+            eps=_positive(key + "eps", self.eps),
+            rho=_fraction(key + "rho", self.rho),
+            amsgrad=_flag(key + "amsgrad", self.amsgrad),
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
@@ -38,6 +142,12 @@ class ScheduleConfig:
     `drop_at` (Deep-n-Cheap: 80% drops, factor 0.2, at 1/2 and 3/4).
     ``cosine``: cosine decay to zero. ``inverse_time``: Keras's legacy
     ``decay`` argument, lr / (1 + decay * step).
+
+    Raises:
+      TrainConfigError: a field of the wrong type or out of range, named by its
+        config path (``schedule.<field>``): `drop_at` must be strictly
+        increasing fractions in (0, 1) (two equal fractions would drop once,
+        not twice), `drop_factor` in (0, 1], `decay` >= 0.
     """
 
     name: ScheduleName = "constant"
@@ -45,19 +155,82 @@ class ScheduleConfig:
     drop_factor: float = 0.2
     decay: float = 0.0
 
+    def __post_init__(self):
+        key = "schedule."
+        drop_at = self.drop_at
+        expected = "a list of increasing fractions in (0, 1), e.g. [0.5, 0.75]"
+        if isinstance(drop_at, (str, bytes)) or not isinstance(drop_at, (list, tuple)):
+            raise TrainConfigError(key + "drop_at", drop_at, expected)
+        try:
+            fractions = tuple(_number(key + "drop_at", f, expected, lambda v: 0 < v < 1) for f in drop_at)
+        except TrainConfigError:
+            raise TrainConfigError(key + "drop_at", drop_at, expected) from None  # the whole list, as written
+        if any(b <= a for a, b in zip(fractions, fractions[1:])):
+            raise TrainConfigError(key + "drop_at", drop_at, expected)
+        _set(
+            self,
+            name=_name(key + "name", self.name, get_args(ScheduleName)),
+            drop_at=fractions,
+            drop_factor=_number(key + "drop_factor", self.drop_factor, "a number in (0, 1]", lambda v: 0 < v <= 1),
+            decay=_non_negative(key + "decay", self.decay),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeLimits:
+    """What the trainer refuses to compile: models too large for memory.
+
+    Checked against the IR's shape inference before anything is compiled or
+    initialised (`nas.train.size.check_size`), so a 10^9-unit layer fails in
+    microseconds with the numbers instead of exhausting the machine.
+
+    Attributes:
+      max_params: trainable parameters of one model (None: no limit). The
+        default, 2e8, is about 7 times the largest model a shipped search
+        config builds (dnc_cnn's deepest, widest CNN on Fashion-MNIST: 3.0e7)
+        and 0.8 GB of float32 before gradients and optimiser state.
+      max_bytes: estimated bytes of one training program (`estimate_size`):
+        every member's parameters, gradients, optimiser state and the
+        trainer's copies, plus one training or evaluation batch of
+        activations (None: no limit). The default, 16 GiB, admits the
+        largest program a shipped config reaches (dnc_cnn's most complex CNN
+        at its largest batch, 512, on Fashion-MNIST: 12.7 GiB estimated, the
+        estimate erring 10-25% high) and refuses absurd sizes (a 10^9-unit
+        layer: hundreds of GiB) before they exhaust a machine. A fixed
+        number, not the machine's memory, so a search refuses the same
+        candidates on every machine and its results reproduce; lower it on a
+        small machine, raise it on a large one.
+    """
+
+    max_params: int | None = 200_000_000
+    max_bytes: int | None = 16 * GiB
+
+    def __post_init__(self):
+        _set(
+            self,
+            max_params=_optional_integer("limits.max_params", self.max_params, 1, "no limit"),
+            max_bytes=_optional_integer("limits.max_bytes", self.max_bytes, 1, "no limit"),
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run.
 
     Attributes:
-      epochs: maximum epochs.
-      batch_size: examples per step; the last partial batch of each shuffled
-        epoch is dropped so every step has one static shape.
+      epochs: maximum epochs (>= 1: a run of zero epochs trains nothing).
+      batch_size: examples per step (>= 1); the last partial batch of each
+        shuffled epoch is dropped so every step has one static shape.
       patience: stop after this many epochs without a better validation
-        score (None: never stop early).
-      seed: initialisation, shuffling and dropout all derive from it.
-      eval_batch_size: batch size for validation/test passes.
+        score (None: never stop early; else >= 1).
+      seed: initialisation, shuffling and dropout all derive from it; in
+        [0, 2**32) (JAX keeps 32 bits of it).
+      eval_batch_size: batch size for validation/test passes (>= 1).
+      limits: the size guard's limits (`SizeLimits`).
+
+    Raises:
+      TrainConfigError: a field of the wrong type or out of range, named by its
+        config path (``train.<field>``).
     """
 
     epochs: int = 10
@@ -67,8 +240,24 @@ class TrainConfig:
     patience: int | None = None
     seed: int = 0
     eval_batch_size: int = 1000
+    limits: SizeLimits = SizeLimits()
+
+    def __post_init__(self):
+        key = "train."
+        for name, cls in (("optimizer", OptimizerConfig), ("schedule", ScheduleConfig), ("limits", SizeLimits)):
+            if not isinstance(getattr(self, name), cls):
+                # Their own config groups (optimizer=..., schedule=..., limits=...).
+                raise TrainConfigError(name, getattr(self, name), f"of type {cls.__name__}")
+        _set(
+            self,
+            epochs=_integer(key + "epochs", self.epochs, 1),
+            batch_size=_integer(key + "batch_size", self.batch_size, 1),
+            patience=_optional_integer(key + "patience", self.patience, 1, "never stop early"),
+            seed=_integer(key + "seed", self.seed, 0, SEED_LIMIT),
+            eval_batch_size=_integer(key + "eval_batch_size", self.eval_batch_size, 1),
+        )
 
     def shared_part(self) -> tuple:
         """What members of one population must have in common."""
         opt = dataclasses.replace(self.optimizer, learning_rate=0.0, weight_decay=0.0)
-        return (self.epochs, self.batch_size, opt, self.schedule, self.patience, self.eval_batch_size)
+        return (self.epochs, self.batch_size, opt, self.schedule, self.patience, self.eval_batch_size, self.limits)

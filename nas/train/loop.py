@@ -10,6 +10,15 @@ Per epoch, the step also collects cheap feedback for DREAM-style monitors:
 per-layer gradient norms, the fraction of ReLU units with zero gradient, and
 whether the loss or weights went non-finite. A candidate whose loss or
 weights go non-finite is frozen and reported as ``diverged``; it never raises.
+
+Before compiling anything, training checks that the architecture's output
+fits the dataset's targets and that its estimated memory is within
+`TrainConfig.limits` (`nas.train.guards`); a bad setting cannot get this far
+(`TrainConfig` validates itself).
+
+The trainer computes in the training inputs' dtype: float32, or float64 when
+the data is float64 under JAX's x64 mode (the tests compare programs there,
+where their rounding is 1e-16 instead of 1e-7).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from nas.compile import FEEDBACK, ArchModule, init_variables, to_flax
 from nas.data import Dataset
 from nas.ir import Arch
 from nas.train.config import TrainConfig
+from nas.train.guards import check_output_shape, check_size
 from nas.train.optim import learning_rate_multiplier, make_optimizer
 
 DONE, DIVERGED = "done", "diverged"
@@ -96,7 +106,7 @@ def _loss_and_metric(outputs, targets, task: str):
     """Mean loss and the per-example metric sum (correct count or squared error)."""
     if task == "classification":
         losses = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
-        return losses, (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+        return losses, (jnp.argmax(outputs, -1) == targets).astype(outputs.dtype)
     errors = (outputs[..., 0] - targets) ** 2
     return errors, errors
 
@@ -169,7 +179,7 @@ def _make_evaluate(module: ArchModule, task: str, batch_size: int):
 
         shape = (-1, batch_size)
         batches = (x.reshape(shape + x.shape[1:]), y.reshape(shape + y.shape[1:]), mask.reshape(shape))
-        zero = jnp.zeros((), jnp.float32)
+        zero = jnp.zeros((), _compute_dtype(x))
         (loss, metric), _ = jax.lax.scan(body, (zero, zero), batches)
         count = jnp.sum(mask)
         return loss / count, metric / count
@@ -181,7 +191,8 @@ def _padded(x: jax.Array, y: jax.Array, batch_size: int):
     """Pads a split to whole batches; the mask marks the real examples."""
     n = x.shape[0]
     pad = (-n) % batch_size
-    mask = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
+    dtype = _compute_dtype(x)
+    mask = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
     x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
     y = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)])
     return x, y, mask
@@ -189,14 +200,15 @@ def _padded(x: jax.Array, y: jax.Array, batch_size: int):
 
 # ------------------------------------------------------------------ compiled programs, reused
 @functools.lru_cache(maxsize=64)
-def _programs(module: ArchModule, shared: tuple, task: str, steps: int, eval_batch: int, population: int | None):
-    """Jitted (epoch, evaluate) for one architecture and shared settings.
+def _programs(module: ArchModule, training: tuple, task: str, steps: int, eval_batch: int,
+              population: int | None):
+    """Jitted (epoch, evaluate) for one architecture and (epochs, batch size, optimizer, schedule).
 
     Cached so repeated trials of one architecture (seeds, Hyperband rungs,
     resumed runs) reuse the compiled program instead of compiling again.
     `population` None means a single candidate, run without vmap.
     """
-    epochs, batch_size, optimizer, schedule, _, _ = shared
+    epochs, batch_size, optimizer, schedule = training
     # The learning rate and weight decay are read from each member's state, so
     # one program serves every member (and every later trial) of this shape.
     tx = make_optimizer(optimizer, schedule, steps * epochs)
@@ -211,6 +223,11 @@ def _programs(module: ArchModule, shared: tuple, task: str, steps: int, eval_bat
         epoch = jax.vmap(epoch, in_axes=(0, None, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, 0, None, None, None))
     return jax.jit(epoch), jax.jit(evaluate)
+
+
+def _compute_dtype(x) -> Any:
+    """float64 for float64 inputs (only possible under x64), else float32."""
+    return jnp.float64 if x.dtype == jnp.float64 else jnp.float32
 
 
 def _stack(trees: Sequence[Any]) -> Any:
@@ -259,6 +276,14 @@ def train_population(
       on_epoch: called after every epoch with (epoch, per-member history rows).
     Returns:
       One `TrainResult` per member, in order.
+    Raises:
+      OutputShapeError: the architecture's output does not fit the dataset's
+        targets.
+      ModelTooLargeError: the population's estimated memory or a member's
+        parameter count exceeds `TrainConfig.limits`; nothing was compiled.
+      nas.ir.InvalidArchError: the architecture is invalid for the data.
+      ValueError: the configs cannot share one program, the batch exceeds the
+        training split, or the validation split is empty.
     """
     return _train(arch, dataset, list(configs), variables, splits, on_epoch, vmapped=True)
 
@@ -280,10 +305,17 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
         raise ValueError(f"{dataset.name}: the validation split is empty; training selects its best epoch "
                          "on validation data (set val_fraction > 0)")
     steps = n_train // base.batch_size
-    module = to_flax(arch, input_shape=dataset.input_shape)
     k = len(configs)
     eval_batch = max(1, min(base.eval_batch_size, splits.x_val.shape[0]))
-    epoch_fn, eval_fn = _programs(module, shared, task, steps, eval_batch, k if vmapped else None)
+    dtype = _compute_dtype(splits.x_train)
+    # Shape inference only: a mis-shaped head or an oversized model fails here,
+    # before anything is initialised or compiled.
+    arch.validate(dataset.input_shape)
+    check_output_shape(arch, dataset)
+    check_size(arch, dataset.input_shape, base, population=k, itemsize=jnp.dtype(dtype).itemsize,
+               eval_batch=eval_batch)
+    module = to_flax(arch, dtype=dtype, input_shape=dataset.input_shape)
+    epoch_fn, eval_fn = _programs(module, shared[:4], task, steps, eval_batch, k if vmapped else None)
 
     members = []
     for i, c in enumerate(configs):
@@ -393,9 +425,10 @@ def _eval_program(module: ArchModule, task: str, batch_size: int):
 def evaluate(arch: Arch, variables: dict, x: np.ndarray, y: np.ndarray, task: str = "classification",
              batch_size: int = 1000) -> dict[str, float]:
     """Loss and accuracy (or MSE) of `variables` on (x, y), in eval mode."""
-    module = to_flax(arch, input_shape=x.shape[1:])
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    module = to_flax(arch, dtype=_compute_dtype(x), input_shape=x.shape[1:])
     batch_size = max(1, min(batch_size, len(x)))
-    xs, ys, mask = _padded(jnp.asarray(x), jnp.asarray(y), batch_size)
+    xs, ys, mask = _padded(x, y, batch_size)
     loss, metric = _eval_program(module, task, batch_size)(
         variables["params"], variables.get("batch_stats", {}), xs, ys, mask)
     loss_name, metric_name = _metric_names(task)

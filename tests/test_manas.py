@@ -23,15 +23,16 @@ from hydra import compose, initialize_config_dir
 from nas.cli import settings
 from nas.compile import init_variables, to_flax
 from nas.mining import mine_corpus, python_files, write_zoo
-from nas.mining.adapt import dropout_variant
-from nas.mining.matching import MatchError
-from nas.mining.optimizer_translation import to_train_config
 from nas.search import FRESH, INHERIT, Budget, TrialResult, run_search
 from nas.search.evaluator import config_for
 from nas.search.manas import (DONE, DROPOUT, MANAS, MATCH, MORPH, ManasSpace, ZooNotFoundError, mined_setup,
                               starting_points)
+from nas.search.manas.adapt import dropout_variant
+from nas.search.manas.matching import MatchError
+from nas.search.manas.optimizer_translation import to_train_config
 from nas.search.strategy import Candidate
-from nas.store import SqliteTrialStore, candidate_from_trial, plan_from_candidate
+from nas.search.trial_records import candidate_from_trial, plan_from_candidate
+from nas.store import SqliteTrialStore
 from nas.train import TrainConfig, evaluate
 from nas.train.config import OptimizerConfig, ScheduleConfig
 
@@ -100,6 +101,13 @@ def test_max_models_keeps_the_closest_intents_first(zoo):
      (OptimizerConfig("sgd", 0.05, momentum=0.9, nesterov=True), ScheduleConfig("inverse_time", decay=1e-4))),
     ({"type": "Adam", "lr": 2e-4}, (OptimizerConfig("adam", 2e-4), None)),
     ({"type": "RMSprop"}, (OptimizerConfig("rmsprop", 1e-3, momentum=0.0), None)),
+    # Once given the default optimizer (not expressible); now each trains as mined.
+    ({"type": "Adadelta", "lr": 0.5}, (OptimizerConfig("adadelta", 0.5, rho=0.95), None)),
+    ({"type": "Nadam"}, (OptimizerConfig("nadam", 2e-3), None)),
+    ({"type": "Adagrad", "decay": 0.01}, (OptimizerConfig("adagrad", 0.01, initial_accumulator_value=0.0),
+                                          ScheduleConfig("inverse_time", decay=0.01))),
+    ({"type": "Adamax"}, (OptimizerConfig("adamax", 2e-3), None)),
+    ({"type": "RMSprop", "centered": True}, (OptimizerConfig("rmsprop", 1e-3, momentum=0.0, centered=True), None)),
 ])
 def test_a_mined_optimizer_trains_as_translated(mined, expected):
     setup, note = mined_setup(mined, learning_rate=3e-3)
@@ -109,7 +117,7 @@ def test_a_mined_optimizer_trains_as_translated(mined, expected):
 
 
 @pytest.mark.parametrize("mined,why", [
-    (None, "no mined optimizer"), ({"type": "Adadelta"}, "not expressible"),
+    (None, "no mined optimizer"), ({"type": "SGD", "momentum": 1.0}, "unusable"),
     ({"unresolved": "opt"}, "no mined optimizer"), ({"type": "SGD", "lr": "fast"}, "unusable"),
 ])
 def test_models_without_a_usable_optimizer_take_the_default(mined, why):
@@ -279,8 +287,10 @@ def test_the_engine_trains_every_phase_and_children_start_where_parents_ended(zo
     for child in outcome.candidates[2:]:  # inherited weights score what the trained parent scored
         parent_arch, parent_vars, _ = load_model(outcome.checkpoints[child.parent])
         before = evaluate(child.arch, child.variables, digits.x_val, digits.y_val)
+        # a morph child equals its parent up to float32 rounding (tests/test_ncevolve.py::_close):
+        # a near-tie may flip one prediction
         assert before["accuracy"] == pytest.approx(
-            evaluate(parent_arch, parent_vars, digits.x_val, digits.y_val)["accuracy"], abs=1e-9)
+            evaluate(parent_arch, parent_vars, digits.x_val, digits.y_val)["accuracy"], abs=1 / len(digits.y_val))
     assert outcome.state.dropout_rule in ("none", "dense")
 
 

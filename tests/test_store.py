@@ -360,7 +360,7 @@ def test_export_round_trip(store, run, tmp_path, write, read):
 def test_adapters_round_trip_a_candidate_and_a_train_result(store, run):
     np = pytest.importorskip("numpy")
     from nas.search import Candidate, SearchSpace, sample
-    from nas.store import candidate_from_trial, outcome_from_result, plan_from_candidate
+    from nas.search.trial_records import candidate_from_trial, outcome_from_result, plan_from_candidate
     from nas.train import TrainConfig, TrainResult
 
     arch, lr, choices = sample(SearchSpace(), np.random.default_rng(3), 10, (8, 8, 1))

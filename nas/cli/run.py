@@ -124,12 +124,13 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from nas.data.errors import DatasetError
     from nas.ir.errors import IRError
     from nas.search.engine import CheckpointWriteError, ResumeMismatchError
+    from nas.search.reference import ReferenceComplexityError
     from nas.store.errors import StoreError
     from nas.train.errors import ModelTooLargeError, OutputShapeError, TrainConfigError
 
     return (CheckpointError, CheckpointWriteError, DatasetError, EvalDataError, FileExistsError, IRError,
-            ModelFileError, ModelTooLargeError, OutputShapeError, ResumeMismatchError, RunDirError, SettingsError,
-            StoreError, TrainConfigError)
+            ModelFileError, ModelTooLargeError, OutputShapeError, ReferenceComplexityError, ResumeMismatchError,
+            RunDirError, SettingsError, StoreError, TrainConfigError)
 
 
 def exits_on_bad_input(program: str) -> Callable:

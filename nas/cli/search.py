@@ -15,8 +15,6 @@ line says how to resume.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import signal
@@ -27,16 +25,13 @@ import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from nas.checkpoint import load_model
 from nas.cli import run, settings
-from nas.atomic_io import write_json_atomic, write_text_atomic
-from nas.search import Objective, SearchOutcome, export_artefacts, run_search
+from nas.atomic_io import write_text_atomic
+from nas.search import best_model, export_artefacts, reference_complexity, run_search, search_summary
 from nas.search.engine import Interrupted, candidates_summary
 from nas.store import STORE_FILENAME, RunLock, SqliteTrialStore, to_csv, to_jsonl
 from nas.tracking import RunLogger
-from nas.train import evaluate, train
 
-C0_FILENAME = "c0.json"
 TABLE_COLUMNS = ("trial", "status", "val_score", "objective", "num_params", "depth", "t_tr", "epochs", "pareto")
 
 
@@ -49,32 +44,6 @@ def _table(rows: list[dict]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(TABLE_COLUMNS, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in cells]
     return "\n".join(lines)
-
-
-def _reference_complexity(cfg: DictConfig, space, data, config, directory: str) -> float:
-    """c_0: given, or the most complex configuration's N_p or t_tr (measured once, kept for resumes)."""
-    if cfg.search.objective.c_0 is not None:
-        return float(cfg.search.objective.c_0)
-    if float(cfg.search.objective.w_c) == 0.0:  # f ignores complexity: nothing to measure
-        return 1.0
-    path = os.path.join(directory, C0_FILENAME)
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                return float(json.load(f)["c_0"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path} cannot be read ({exc}); it holds c_0, the reference complexity of this "
-                             "run: delete it to measure c_0 again, or pass search.objective.c_0") from exc
-    arch = space.most_complex()
-    if cfg.search.objective.complexity == "num_params":
-        c_0 = float(arch.num_params(data.input_shape))
-    else:
-        batch = getattr(space, "batch_size", config.batch_size)
-        probe = dataclasses.replace(config, epochs=3, patience=None, batch_size=min(batch, len(data.x_train)))
-        c_0 = float(train(arch, data, probe).t_tr)
-    # Atomic: a kill while writing must not leave a truncated c0.json that the resume cannot read.
-    write_json_atomic(path, {"c_0": c_0, "complexity": cfg.search.objective.complexity, "arch": arch.name})
-    return c_0
 
 
 def _fingerprint_config(cfg: DictConfig) -> dict:
@@ -130,7 +99,10 @@ def _search(cfg: DictConfig, directory: str) -> dict:
     data = settings.dataset(data_args)
     space = settings.search_space(cfg.search, data)
     budget = settings.budget(cfg.search)
-    objective = settings.objective(cfg.search.objective, _reference_complexity(cfg, space, data, config, directory))
+    c_0 = reference_complexity(space, data, config, w_c=cfg.search.objective.w_c,
+                               complexity=cfg.search.objective.complexity, c_0=cfg.search.objective.c_0,
+                               cache_dir=directory)
+    objective = settings.objective(cfg.search.objective, c_0)
     logger = RunLogger(settings.logger_config(cfg.logger), directory, settings.plain(cfg), job="search")
     store = SqliteTrialStore.in_run_dir(directory)
     try:
@@ -166,7 +138,11 @@ def _search(cfg: DictConfig, directory: str) -> dict:
     write_text_atomic(os.path.join(directory, "summary.txt"), table + "\n")
     logger.log_table("trials", rows)
     print(table, flush=True)
-    summary = _summary(cfg, outcome, objective, data, config, artefacts, counts, done_before)
+    best = best_model(outcome, data, config, artefacts)
+    if best is not None:
+        print(best.arch.summary(data.input_shape), flush=True)
+    summary = search_summary(outcome, objective, data, best, artefacts, strategy=cfg.search.name, counts=counts,
+                             finished_before=done_before)
     summary.update(wall_seconds=time.perf_counter() - start, run_dir=directory, store=store_path,
                    trials_log=os.path.join(directory, "trials.jsonl"), metrics_log=logger.path,
                    wandb_dir=logger.wandb_dir)
@@ -180,32 +156,6 @@ def _search(cfg: DictConfig, directory: str) -> dict:
         print(f"best: trial {summary['best_trial']} ({summary['num_params']:,} params), {metric} "
               f"{summary[metric]:.4f}; checkpoint {summary['checkpoint']}; store {store_path}", flush=True)
     return run.report(directory, summary)
-
-
-def _summary(cfg, outcome: SearchOutcome, objective: Objective, data, config, artefacts, counts, done_before) -> dict:
-    summary = {"job": "search", "strategy": cfg.search.name, "dataset": data.name, "trials": len(outcome.results),
-               "trained_now": outcome.trained, "finished_before": done_before, "stop_reason": outcome.stop_reason,
-               "search_seconds": outcome.seconds, "gave_up": len(outcome.gave_up),
-               "gave_up_trials": list(outcome.gave_up), "counts": counts,
-               "objective": dataclasses.asdict(objective), "pareto": list(outcome.pareto)}
-    if outcome.best is None:
-        summary["status"] = "no finite trial"
-        return summary
-    best, candidate = outcome.result(outcome.best), outcome.candidate(outcome.best)
-    arch, variables, _ = load_model(artefacts["best"])
-    test = evaluate(arch, variables, data.x_test, data.y_test, data.task, config.eval_batch_size)
-    print(arch.summary(data.input_shape), flush=True)
-    summary.update({
-        "status": "done", "best_trial": best.trial, "arch_hash": arch.structural_hash(),
-        "num_params": best.num_params, "depth": arch.depth(), "t_tr": best.t_tr, "epochs": best.epochs,
-        "val_score": best.score, "val_error": best.error, "best_objective": best.objective,
-        **{f"test_{k}": v for k, v in test.items()},
-        "choices": dict(candidate.choices), "checkpoint": artefacts["best"],
-        "pareto_checkpoints": {str(k): v for k, v in artefacts["pareto"].items()},
-    })
-    if data.task == "classification":
-        summary["val_accuracy"] = best.score
-    return summary
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ import os
 import time
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from nas.checkpoint import save_model
 from nas.cli import run, settings
+from nas.search import score_on_test
 from nas.tracking import RunLogger
-from nas.train import DIVERGED, evaluate, train
+from nas.train import DIVERGED, train
 
 
 @hydra.main(config_path=run.CONFIG_DIR, config_name="train", version_base="1.3")
@@ -45,8 +46,7 @@ def main(cfg: DictConfig) -> dict:
         **result.best_val_metrics, "t_tr": result.t_tr,
     }
     if result.status != DIVERGED:
-        test = evaluate(arch, result.variables, data.x_test, data.y_test, data.task, config.eval_batch_size)
-        summary.update({f"test_{k}": v for k, v in test.items()})
+        summary.update(score_on_test(arch, result.variables, data, config.eval_batch_size))
         summary["checkpoint"] = save_model(
             os.path.join(directory, "model"), arch, result.variables,
             {"dataset": data.metadata(), "data_args": data_args, "train": dataclasses.asdict(config),

@@ -4,8 +4,10 @@ Owns the static miner (`mine_source`: an abstract interpreter over `ast` that
 never imports or runs the mined code), the Keras layer and optimizer tables
 that normalise Keras 1/2 spellings into IR attributes, the mined-model
 records, intent derivation, the funnel over a corpus, the SQLite/JSONL model
-zoo and the ``nas-mine`` command. ``import nas.mining`` loads `nas.ir` and the
-standard library only, so mining and the CLI start without JAX.
+zoo and the ``nas-mine`` command. It imports `nas.ir` and the standard library
+only (mining -> ir), so mining and the CLI start without JAX. What Manas does
+with a zoo at search time (matching, adaptation, optimizer translation) lives
+beside its strategy, in `nas.search.manas`.
 
 How unresolved values and unsupported layers appear is stated in
 `nas.mining.assemble` (the rule for ``MinedModel.arch``) and in

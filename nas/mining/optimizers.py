@@ -39,7 +39,7 @@ _TF_POSITIONAL: Mapping[str, tuple[str, ...]] = {
 OPTIMIZER_TYPES = tuple(_KERAS_POSITIONAL)
 # Keras's string identifiers and lower-case constructor aliases.
 _BY_NAME: Mapping[str, str] = {name.lower(): name for name in OPTIMIZER_TYPES}
-_RENAMED = {"lr": "learning_rate"}
+RENAMED_ARGUMENTS = {"lr": "learning_rate"}  # Keras 2.0-2.2 names -> 2.3 (which accepts both)
 _IGNORED = frozenset({"name"})
 
 
@@ -81,7 +81,7 @@ def translate_optimizer(name: str, args: Sequence[Any] = (), kwargs: Mapping[str
         config[names[i] if i < len(names) else f"arg{i}"] = _value(value)
     for key, value in (kwargs or {}).items():
         if key not in _IGNORED:
-            config[_RENAMED.get(key, key)] = _value(value)
+            config[RENAMED_ARGUMENTS.get(key, key)] = _value(value)
     return config
 
 

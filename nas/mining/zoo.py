@@ -9,8 +9,8 @@ abstract NN); the first model stored under a hash keeps its provenance.
 Uses the standard library's sqlite3; one table ``models`` plus ``meta``
 holding the schema version.
 
-Reading API (stable; `nas.mining.matching`, `nas.mining.adapt` and
-``search=manas`` rely on it):
+Reading API (stable; ``search=manas`` (`nas.search.manas`) and its matching
+and adaptation rely on it):
 
 * `load_seed_zoo()` -> ``list[ZooEntry]``: the seed zoo shipped with nas
   (``nas/mining/data/seed_zoo.jsonl``), unique complete CNNs mined from

@@ -7,7 +7,7 @@ returns the same form.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import jax.numpy as jnp
 
@@ -15,11 +15,11 @@ from nas.ir import Arch, InvalidArchError, Node
 from nas.morph.errors import MorphError
 
 CONVS = ("Conv2D", "Conv1D", "SeparableConv2D", "DepthwiseConv2D")
+# Windowed (not global) pooling: a conv block's downsampling.
+POOLS = ("MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D")
 # Ops whose output channel c depends only on input channel c (and only there).
-CHANNELWISE = (
-    "Activation", "Dropout", "Identity", "ZeroPadding2D", "BatchNorm",
-    "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool", "GlobalMaxPool",
-)
+CHANNELWISE = ("Activation", "Dropout", "Identity", "ZeroPadding2D", "BatchNorm", *POOLS, "GlobalAvgPool",
+               "GlobalMaxPool")
 
 
 def split_variables(variables: dict) -> tuple[dict, dict, bool]:
@@ -83,14 +83,23 @@ def insert_after(arch: Arch, after_id: str, new_nodes: Sequence[Node], reader_id
     return arch.replace_nodes(nodes)
 
 
-def is_upstream(arch: Arch, ancestor: str, node_id: str) -> bool:
-    """Whether `ancestor`'s output reaches `node_id` (strictly before it)."""
+def _upstream(arch: Arch, node_id: str) -> Iterator[Node]:
+    """Every node whose output reaches `node_id`, each once, nearest first along each path."""
     stack, seen = list(arch.node(node_id).inputs), set()
     while stack:
         i = stack.pop()
-        if i == ancestor:
-            return True
         if i not in seen:
             seen.add(i)
-            stack.extend(arch.node(i).inputs)
-    return False
+            node = arch.node(i)
+            yield node
+            stack.extend(node.inputs)
+
+
+def is_upstream(arch: Arch, ancestor: str, node_id: str) -> bool:
+    """Whether `ancestor`'s output reaches `node_id` (strictly before it)."""
+    return any(n.id == ancestor for n in _upstream(arch, node_id))
+
+
+def has_conv_upstream(arch: Arch, node_id: str) -> bool:
+    """Whether `node_id` is a conv layer or reads one's output (on any path): it is in a conv body."""
+    return arch.node(node_id).op in CONVS or any(n.op in CONVS for n in _upstream(arch, node_id))

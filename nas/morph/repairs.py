@@ -9,11 +9,10 @@ complies, so every repair is idempotent.
 from __future__ import annotations
 
 from nas.ir import Arch, Attrs, Node
-from nas.morph.graph import CONVS, fresh_id
+from nas.morph.graph import CONVS, POOLS, fresh_id, has_conv_upstream
 
-_POOLS = ("MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D")
 # Ops between a conv and "its" activation that keep it the conv's activation.
-_CONV_BODY_THROUGH = ("BatchNorm", "Dropout", "Identity", "ZeroPadding2D") + _POOLS
+_CONV_BODY_THROUGH = ("BatchNorm", "Dropout", "Identity", "ZeroPadding2D") + POOLS
 
 
 def _readers(arch: Arch, node_id: str) -> list[Node]:
@@ -41,19 +40,6 @@ def _activated_layer(arch: Arch, node: Node) -> Node:
     return source
 
 
-def _has_conv_upstream(arch: Arch, node_id: str) -> bool:
-    stack, seen = [node_id], set()
-    while stack:
-        n = arch.node(stack.pop())
-        if n.op in CONVS:
-            return True
-        for i in n.inputs:
-            if i not in seen:
-                seen.add(i)
-                stack.append(i)
-    return False
-
-
 def insert_batchnorm(arch: Arch, momentum: float | None = None) -> tuple[Arch, list[dict]]:
     """BatchNorm between every conv and the activation that directly follows it.
 
@@ -78,7 +64,7 @@ def flatten_to_gap(arch: Arch) -> tuple[Arch, list[dict]]:
     changes = []
     nodes = []
     for n in arch.nodes:
-        if n.op == "Flatten" and _has_conv_upstream(arch, n.inputs[0]):
+        if n.op == "Flatten" and has_conv_upstream(arch, n.inputs[0]):
             n = n.replace(op="GlobalAvgPool", attrs=Attrs())
             changes.append({"repair": "flatten_to_gap", "node": n.id})
         nodes.append(n)
@@ -106,7 +92,7 @@ def add_dropout(arch: Arch, conv_rate: float = 0.25, dense_rate: float = 0.5) ->
     for n in arch.nodes:
         if n.id in arch.outputs:
             continue
-        if n.op in _POOLS and _has_conv_upstream(arch, n.inputs[0]):
+        if n.op in POOLS and has_conv_upstream(arch, n.inputs[0]):
             sites.append((n.id, conv_rate, "conv_block"))
         elif n.op == "Activation" and _activated_layer(arch, n).op == "Dense":
             sites.append((n.id, dense_rate, "dense_head"))

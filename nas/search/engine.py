@@ -32,8 +32,9 @@ from nas.data import Dataset
 from nas.search.evaluator import Evaluation, evaluate_candidates
 from nas.search.objective import Objective, error_of, pareto_front
 from nas.search.strategy import Candidate, Strategy, TrialResult
+from nas.search.trial_records import outcome_from_result, plan_from_candidate
 from nas.store import (DIVERGED, DONE, FAILED, GAVE_UP, InvalidTransitionError, Run, Trial, TrialConflictError,
-                       TrialOutcome, TrialStore, outcome_from_result, plan_from_candidate)
+                       TrialOutcome, TrialStore)
 from nas.train import TrainConfig, to_device
 
 # A trial whose process died this often (SIGKILL, or the OOM killer, which looks

@@ -5,12 +5,10 @@ storage"). The engine talks to the `TrialStore` interface; `SqliteTrialStore`
 keeps it in ``store.sqlite`` in the run directory.
 
 Imports the standard library and `nas` (for its version) only, so readers
-and exporters start without JAX; `adapters` converts `nas.search` and
-`nas.train` records by duck typing and imports `nas.ir`/`nas.search` lazily,
-only to rebuild a Candidate.
+and exporters start without JAX; the search converts its records to the
+store's (`nas.search.trial_records`).
 """
 
-from nas.store.adapters import candidate_from_trial, outcome_from_result, plan_from_candidate
 from nas.store.errors import (
     ArtefactPathError,
     CorruptStoreError,
@@ -52,6 +50,16 @@ __all__ = [
     "STORE_FILENAME", "Artefact", "ConfigMismatchError", "InvalidTransitionError", "NotSerialisableError",
     "PlannedTrial", "Run", "SchemaVersionError", "SqliteTrialStore", "StatusCounts", "StoreError",
     "StrategyState", "Trial", "TrialConflictError", "TrialOutcome", "TrialStore", "UnknownRunError",
-    "UnknownTrialError", "candidate_from_trial", "outcome_from_result", "plan_from_candidate", "read_csv",
+    "UnknownTrialError", "read_csv",
     "read_jsonl", "to_csv", "to_jsonl",
 ]
+
+
+_MOVED = {"candidate_from_trial", "outcome_from_result", "plan_from_candidate"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        raise ImportError(f"nas.store.{name} moved to nas.search.trial_records.{name} "
+                          "(the store no longer imports the search)")
+    raise AttributeError(f"module 'nas.store' has no attribute {name!r}")

@@ -333,7 +333,7 @@ class SqliteTrialStore(TrialStore):
     def finish(self, run: Run | int, trial: int, outcome: TrialOutcome, *, attempt: int | None = None) -> Trial:
         run_id = _run_id(run)
         if not isinstance(outcome, TrialOutcome):
-            raise TypeError(f"finish() takes a TrialOutcome (see nas.store.outcome_from_result), "
+            raise TypeError(f"finish() takes a TrialOutcome (see nas.search.trial_records.outcome_from_result), "
                             f"got {type(outcome).__name__}")
         what = f"of trial {trial} of run {run_id}"
         values = (

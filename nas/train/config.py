@@ -18,7 +18,8 @@ from typing import Any, Literal, get_args
 
 from nas.train.errors import TrainConfigError
 
-OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+# sgd, adam, adamw and rmsprop are optax's; the others (and centred rmsprop) follow Keras's rules exactly.
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl"]
 ScheduleName = Literal["constant", "step", "cosine", "inverse_time"]
 
 # jax.random.PRNGKey keeps 32 bits of the seed without x64: 2**32 would train
@@ -92,6 +93,13 @@ def _set(spec: Any, **values: Any) -> None:
 class OptimizerConfig:
     """An optax optimiser.
 
+    ``sgd``, ``adam``, ``adamw`` and ``rmsprop`` are optax's own; ``adagrad``,
+    ``adadelta``, ``adamax``, ``nadam``, ``ftrl`` and ``rmsprop`` with
+    `centered` follow Keras's update rules step for step
+    (`nas.train.keras_optimizers`), so every optimizer a mined Keras model
+    was compiled with trains as its author wrote it. Each field names the
+    optimizers it applies to; the others ignore it.
+
     `learning_rate` and `weight_decay` may differ between the members of a
     population (they live in the optimiser state); everything else is shared.
     Weight decay is decoupled for adamw and an L2 term for the others.
@@ -110,11 +118,19 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd, rmsprop
     nesterov: bool = False  # sgd
-    b1: float = 0.9  # adam, adamw
+    b1: float = 0.9  # adam, adamw, adamax, nadam
     b2: float = 0.999
     eps: float = 1e-7  # Keras's epsilon, so mined optimisers behave as written
-    rho: float = 0.9  # rmsprop's decay
-    amsgrad: bool = False
+    rho: float = 0.9  # rmsprop's and adadelta's decay (Keras's adadelta default is 0.95)
+    amsgrad: bool = False  # adam, adamw
+    centered: bool = False  # rmsprop: subtract the squared mean gradient (Keras's rule)
+    schedule_decay: float = 0.004  # nadam's momentum schedule
+    initial_accumulator_value: float = 0.1  # adagrad, ftrl
+    lr_power: float = -0.5  # ftrl's learning_rate_power: 0 keeps the per-weight rate fixed
+    l1: float = 0.0  # ftrl's l1/l2_regularization_strength
+    l2: float = 0.0
+    l2_shrinkage: float = 0.0  # ftrl's l2_shrinkage_regularization_strength
+    beta: float = 0.0  # ftrl
 
     def __post_init__(self):
         key = "optimizer."
@@ -131,6 +147,16 @@ class OptimizerConfig:
             eps=_positive(key + "eps", self.eps),
             rho=_fraction(key + "rho", self.rho),
             amsgrad=_flag(key + "amsgrad", self.amsgrad),
+            centered=_flag(key + "centered", self.centered),
+            schedule_decay=_non_negative(key + "schedule_decay", self.schedule_decay),
+            initial_accumulator_value=_non_negative(key + "initial_accumulator_value",
+                                                    self.initial_accumulator_value),
+            # Keras refuses a positive power: the per-weight rate would grow with the squared gradients.
+            lr_power=_number(key + "lr_power", self.lr_power, "a finite number <= 0", lambda v: v <= 0),
+            l1=_non_negative(key + "l1", self.l1),
+            l2=_non_negative(key + "l2", self.l2),
+            l2_shrinkage=_non_negative(key + "l2_shrinkage", self.l2_shrinkage),
+            beta=_non_negative(key + "beta", self.beta),
         )
 
 

@@ -289,24 +289,12 @@ def train_population(
 
 
 def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -> list[TrainResult]:
-    if not configs:
-        raise ValueError("train_population needs at least one TrainConfig")
-    shared = configs[0].shared_part()
-    for c in configs[1:]:
-        if c.shared_part() != shared:
-            raise ValueError("population members may differ only in seed, learning_rate and weight_decay")
+    """`train_population`'s work: check, build and compile once, run the epochs, assemble the results."""
+    shared = _shared_settings(configs)
     base = configs[0]
-    task = dataset.task
     splits = splits or to_device(dataset)
-    n_train = splits.x_train.shape[0]
-    if n_train < base.batch_size:
-        raise ValueError(f"batch_size {base.batch_size} exceeds the {n_train} training examples")
-    if splits.x_val.shape[0] == 0:
-        raise ValueError(f"{dataset.name}: the validation split is empty; training selects its best epoch "
-                         "on validation data (set val_fraction > 0)")
-    steps = n_train // base.batch_size
+    steps, eval_batch = _check_splits(base, dataset, splits)
     k = len(configs)
-    eval_batch = max(1, min(base.eval_batch_size, splits.x_val.shape[0]))
     dtype = _compute_dtype(splits.x_train)
     # Shape inference only: a mis-shaped head or an oversized model fails here,
     # before anything is initialised or compiled.
@@ -315,99 +303,180 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
     check_size(arch, dataset.input_shape, base, population=k, itemsize=jnp.dtype(dtype).itemsize,
                eval_batch=eval_batch)
     module = to_flax(arch, dtype=dtype, input_shape=dataset.input_shape)
-    epoch_fn, eval_fn = _programs(module, shared[:4], task, steps, eval_batch, k if vmapped else None)
+    epoch_fn, eval_fn = _programs(module, shared[:4], dataset.task, steps, eval_batch, k if vmapped else None)
+    state = _initial_state(module, configs, variables, dataset.input_shape, steps)
+    val = _padded(splits.x_val, splits.y_val, eval_batch)
+    # Compile ahead of time so no epoch's timing includes compilation.
+    epoch_exec = epoch_fn.lower(state, splits.x_train, splits.y_train).compile()
+    eval_exec = eval_fn.lower(state.params, state.batch_stats, *val).compile()
+    progress = _fit(epoch_exec, eval_exec, state, splits, val, configs, dataset.task, steps, on_epoch)
+    return _results(progress, configs, arch.num_params(dataset.input_shape))
 
+
+def _shared_settings(configs: Sequence[TrainConfig]) -> tuple:
+    """The settings every member shares (one compiled program), or ValueError."""
+    if not configs:
+        raise ValueError("train_population needs at least one TrainConfig")
+    shared = configs[0].shared_part()
+    for c in configs[1:]:
+        if c.shared_part() != shared:
+            raise ValueError("population members may differ only in seed, learning_rate and weight_decay")
+    return shared
+
+
+def _check_splits(base: TrainConfig, dataset: Dataset, splits: DeviceSplits) -> tuple[int, int]:
+    """(steps per epoch, evaluation batch size), or ValueError when the splits cannot train."""
+    n_train = splits.x_train.shape[0]
+    if n_train < base.batch_size:
+        raise ValueError(f"batch_size {base.batch_size} exceeds the {n_train} training examples")
+    if splits.x_val.shape[0] == 0:
+        raise ValueError(f"{dataset.name}: the validation split is empty; training selects its best epoch "
+                         "on validation data (set val_fraction > 0)")
+    return n_train // base.batch_size, max(1, min(base.eval_batch_size, splits.x_val.shape[0]))
+
+
+def _initial_state(module: ArchModule, configs: Sequence[TrainConfig], variables: Sequence[dict] | None,
+                   input_shape: tuple, steps: int) -> CandidateState:
+    """The members' stacked states: given or seeded weights, fresh optimiser states, run keys."""
     members = []
     for i, c in enumerate(configs):
         init_key, run_key = jax.random.split(jax.random.PRNGKey(c.seed))
-        v = variables[i] if variables else init_variables(module, init_key, dataset.input_shape)
+        v = variables[i] if variables else init_variables(module, init_key, input_shape)
         member_tx = make_optimizer(c.optimizer, c.schedule, steps * c.epochs)
         members.append(CandidateState(v["params"], v.get("batch_stats", {}), member_tx.init(v["params"]), run_key))
-    state = _stack(members)
-    x_val, y_val, mask_val = _padded(splits.x_val, splits.y_val, eval_batch)
+    return _stack(members)
 
-    # Compile ahead of time so no epoch's timing includes compilation.
-    epoch_exec = epoch_fn.lower(state, splits.x_train, splits.y_train).compile()
-    eval_exec = eval_fn.lower(state.params, state.batch_stats, x_val, y_val, mask_val).compile()
+
+@dataclasses.dataclass
+class _Progress:
+    """Host-side bookkeeping of a population's training, updated after every epoch (never traced).
+
+    Per member: whether it still trains, its status, best validation score,
+    epoch and metrics, epochs trained, history and feedback rows; for all:
+    the best epoch's variables (stacked, on device) and each epoch's seconds.
+    """
+
+    active: np.ndarray
+    status: list[str]
+    best_score: np.ndarray
+    best_epoch: np.ndarray
+    best_metrics: list[dict]
+    epochs_run: np.ndarray
+    best_vars: Any
+    histories: list[list[dict]]
+    feedbacks: list[list[dict]]
+    epoch_seconds: list[float]
+
+    @classmethod
+    def start(cls, k: int, state: CandidateState) -> "_Progress":
+        return cls(active=np.ones(k, bool), status=[DONE] * k, best_score=np.full(k, -np.inf),
+                   best_epoch=np.zeros(k, int), best_metrics=[{} for _ in range(k)], epochs_run=np.zeros(k, int),
+                   best_vars=(state.params, state.batch_stats), histories=[[] for _ in range(k)],
+                   feedbacks=[[] for _ in range(k)], epoch_seconds=[])
+
+
+def _fit(epoch_exec, eval_exec, state: CandidateState, splits: DeviceSplits, val: tuple,
+         configs: Sequence[TrainConfig], task: str, steps: int,
+         on_epoch: Callable[[int, list[dict]], None] | None) -> _Progress:
+    """The epoch loop: train, time, validate, book-keep, until the epochs run out or no member trains."""
+    base = configs[0]
+    progress = _Progress.start(len(configs), state)
     schedule_at = _schedule_multiplier(base, steps)
-
-    loss_name, metric_name = _metric_names(task)
-    sign = 1.0 if task == "classification" else -1.0
-    active = np.ones(k, bool)
-    status = [DONE] * k
-    best_score = np.full(k, -np.inf)
-    best_epoch = np.zeros(k, int)
-    best_metrics: list[dict] = [{} for _ in range(k)]
-    epochs_run = np.zeros(k, int)
-    best_vars = (state.params, state.batch_stats)
-    histories: list[list[dict]] = [[] for _ in range(k)]
-    feedbacks: list[list[dict]] = [[] for _ in range(k)]
-    epoch_seconds: list[float] = []
-
     for epoch in range(1, base.epochs + 1):
         start = time.perf_counter()
         new_state, summary = epoch_exec(state, splits.x_train, splits.y_train)
         summary = jax.block_until_ready(summary)
-        epoch_seconds.append(time.perf_counter() - start)
-        val_loss, val_metric = jax.device_get(eval_exec(new_state.params, new_state.batch_stats, x_val, y_val, mask_val))
+        progress.epoch_seconds.append(time.perf_counter() - start)
+        val_loss, val_metric = jax.device_get(eval_exec(new_state.params, new_state.batch_stats, *val))
         summary = jax.device_get(summary)
-        diverged_now = active & (np.asarray(summary["nonfinite"]) | ~np.isfinite(val_loss))
-        for i in np.flatnonzero(diverged_now):
-            status[i] = DIVERGED
-        # Members that stopped keep their last state: a population member ends
-        # exactly as it would have alone.
-        training = active & ~diverged_now
-        state = _select(training, new_state, state)
-        score = sign * np.asarray(val_metric, float)
-        improved = training & (score > best_score)
-        best_vars = _select(improved, (state.params, state.batch_stats), best_vars)
-        rows = []
-        for i in range(k):
-            if not active[i]:
-                rows.append({})
-                continue
-            epochs_run[i] = epoch
-            row = {
-                "epoch": epoch,
-                f"train_{loss_name}": float(summary["train_loss"][i]),
-                f"train_{metric_name}": float(summary["train_metric"][i]),
-                f"val_{loss_name}": float(val_loss[i]),
-                f"val_{metric_name}": float(val_metric[i]),
-                "lr": float(configs[i].optimizer.learning_rate * schedule_at(epoch * steps)),
-                "epoch_seconds": epoch_seconds[-1] / k,
-            }
-            histories[i].append(row)
-            feedbacks[i].append({
-                "epoch": epoch,
-                "grad_norm": {n: float(v[i]) for n, v in summary["grad_norm"].items()},
-                "dead_relu": {n: float(v[i]) for n, v in summary["dead_relu"].items()},
-                "nonfinite": bool(summary["nonfinite"][i]),
-            })
-            if improved[i]:
-                best_score[i], best_epoch[i] = score[i], epoch
-                best_metrics[i] = {f"val_{loss_name}": row[f"val_{loss_name}"], f"val_{metric_name}": row[f"val_{metric_name}"]}
-            rows.append(row)
-        active &= ~diverged_now
-        if base.patience is not None:
-            active &= (epoch - best_epoch) < base.patience
+        state, rows = _record_epoch(progress, epoch, state, new_state, summary, val_loss, val_metric,
+                                    configs, schedule_at(epoch * steps), task)
+        _stop_members(progress, epoch, base.patience)
         if on_epoch is not None:
             on_epoch(epoch, rows)
-        if not active.any():
+        if not progress.active.any():
             break
+    return progress
 
-    host_params, host_stats = jax.device_get(best_vars)
-    num_params = arch.num_params(dataset.input_shape)
-    t_tr = float(np.median(epoch_seconds)) / k
+
+def _record_epoch(progress: _Progress, epoch: int, state: CandidateState, new_state: CandidateState,
+                  summary: dict, val_loss: np.ndarray, val_metric: np.ndarray, configs: Sequence[TrainConfig],
+                  lr_multiplier: float, task: str) -> tuple[CandidateState, list[dict]]:
+    """Marks divergence, keeps the best epoch, appends history and feedback rows.
+
+    Returns:
+      The state to continue from (members that stopped keep theirs) and one
+      history row per member (empty for members no longer training).
+    """
+    k = len(progress.status)
+    loss_name, metric_name = _metric_names(task)
+    sign = 1.0 if task == "classification" else -1.0
+    diverged_now = progress.active & (np.asarray(summary["nonfinite"]) | ~np.isfinite(val_loss))
+    for i in np.flatnonzero(diverged_now):
+        progress.status[i] = DIVERGED
+    # Members that stopped keep their last state: a population member ends
+    # exactly as it would have alone.
+    training = progress.active & ~diverged_now
+    state = _select(training, new_state, state)
+    score = sign * np.asarray(val_metric, float)
+    improved = training & (score > progress.best_score)
+    progress.best_vars = _select(improved, (state.params, state.batch_stats), progress.best_vars)
+    rows = []
+    for i in range(k):
+        if not progress.active[i]:
+            rows.append({})
+            continue
+        progress.epochs_run[i] = epoch
+        row = {
+            "epoch": epoch,
+            f"train_{loss_name}": float(summary["train_loss"][i]),
+            f"train_{metric_name}": float(summary["train_metric"][i]),
+            f"val_{loss_name}": float(val_loss[i]),
+            f"val_{metric_name}": float(val_metric[i]),
+            "lr": float(configs[i].optimizer.learning_rate * lr_multiplier),
+            "epoch_seconds": progress.epoch_seconds[-1] / k,
+        }
+        progress.histories[i].append(row)
+        progress.feedbacks[i].append(_feedback_row(epoch, i, summary))
+        if improved[i]:
+            progress.best_score[i], progress.best_epoch[i] = score[i], epoch
+            progress.best_metrics[i] = {f"val_{loss_name}": row[f"val_{loss_name}"],
+                                        f"val_{metric_name}": row[f"val_{metric_name}"]}
+        rows.append(row)
+    progress.active &= ~diverged_now
+    return state, rows
+
+
+def _feedback_row(epoch: int, i: int, summary: dict) -> dict:
+    """Member i's DREAM-style feedback of one epoch, as host floats."""
+    return {
+        "epoch": epoch,
+        "grad_norm": {n: float(v[i]) for n, v in summary["grad_norm"].items()},
+        "dead_relu": {n: float(v[i]) for n, v in summary["dead_relu"].items()},
+        "nonfinite": bool(summary["nonfinite"][i]),
+    }
+
+
+def _stop_members(progress: _Progress, epoch: int, patience: int | None) -> None:
+    """Early stopping: a member stops `patience` epochs after its best one."""
+    if patience is not None:
+        progress.active &= (epoch - progress.best_epoch) < patience
+
+
+def _results(progress: _Progress, configs: Sequence[TrainConfig], num_params: int) -> list[TrainResult]:
+    """One `TrainResult` per member, its best epoch's variables on host."""
+    host_params, host_stats = jax.device_get(progress.best_vars)
+    t_tr = float(np.median(progress.epoch_seconds)) / len(configs)
     results = []
     for i, c in enumerate(configs):
         member_vars = {"params": jax.tree.map(lambda a: a[i], host_params)}
         if host_stats:
             member_vars["batch_stats"] = jax.tree.map(lambda a: a[i], host_stats)
         results.append(TrainResult(
-            status=status[i], epochs=int(epochs_run[i]), best_epoch=int(best_epoch[i]),
-            best_val_score=float(best_score[i]) if best_epoch[i] else float("nan"),
-            best_val_metrics=best_metrics[i], history=tuple(histories[i]), feedback=tuple(feedbacks[i]),
-            t_tr=t_tr, num_params=num_params, variables=member_vars, config=c,
+            status=progress.status[i], epochs=int(progress.epochs_run[i]), best_epoch=int(progress.best_epoch[i]),
+            best_val_score=float(progress.best_score[i]) if progress.best_epoch[i] else float("nan"),
+            best_val_metrics=progress.best_metrics[i], history=tuple(progress.histories[i]),
+            feedback=tuple(progress.feedbacks[i]), t_tr=t_tr, num_params=num_params, variables=member_vars, config=c,
         ))
     return results
 

@@ -3,13 +3,13 @@
 Three phases, as asks and tells over one explicit state:
 
 1. **Match** (s4.2-4.5): the dataset's intent is matched against a model zoo
-   (`nas.mining.matching`: input channels, the G-means cluster of the closest
+   (`nas.search.manas.matching`: input channels, the G-means cluster of the closest
    model, the most-common-architecture filter when that cluster is larger than
    `threshold`); each matched model is adapted to the data
-   (`nas.mining.adapt.adapt`: input shape, head, downsampling, GlobalAvgPool),
+   (`nas.search.manas.adapt.adapt`: input shape, head, downsampling, GlobalAvgPool),
    repaired as the arm says (`repairs`: BatchNorm, GlobalAvgPool, ReLU), and
    trained once from scratch with its mined optimizer translated for the
-   trainer (`nas.mining.optimizer_translation.to_train_config`), or with the
+   trainer (`nas.search.manas.optimizer_translation.to_train_config`), or with the
    default optimizer (`learning_rate` over the run's base optimizer) when the
    arm says so or the model has no usable one ("the selected model's
    optimizer ... is not available; therefore, we use the default optimizer of
@@ -18,7 +18,7 @@ Three phases, as asks and tells over one explicit state:
    dropout transformation is applied to the best model ... we utilize NAS to
    identify whether using dropout is good or bad": the variants of
    `dropout_rules` (none, conv blocks 0.25, dense head 0.5, both;
-   `nas.mining.adapt.dropout_variant`) each train `epochs` more from the
+   `nas.search.manas.adapt.dropout_variant`) each train `epochs` more from the
    incumbent's weights (a Dropout has none, so they carry over unchanged; the
    ``none`` variant is the control trained as long), and the best stays.
 3. **Morph**: network-morphism NAS from the incumbent, delegated to the
@@ -39,28 +39,25 @@ proposals as long as the zoo file is unchanged (the engine reports a
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Any, Sequence
 
 import jax
 
 from nas.ir import Arch, InvalidArchError
-from nas.mining.adapt import DROPOUT_RULES, REPAIRS, AdaptError, adapt, apply_manas_repairs, dropout_variant
+from nas.mining import zoo as mined_zoo
 from nas.mining.errors import ZooFormatError
-from nas.mining.gmeans import DEFAULT_ALPHA
-from nas.mining.matching import DEFAULT_THRESHOLD, MatchError, intent_deltas, match, shape_intent
-from nas.mining.optimizer_translation import OptimizerTranslationError, parse_keras_optimizer, to_train_config
-from nas.mining.zoo import ZooEntry, read_jsonl, read_zoo
+from nas.mining.zoo import ZooEntry
 from nas.search import autokeras_greedy as greedy
+from nas.search.manas.adapt import DROPOUT_RULES, REPAIRS, AdaptError, adapt, apply_manas_repairs, dropout_variant
+from nas.search.manas.gmeans import DEFAULT_ALPHA
+from nas.search.manas.matching import DEFAULT_THRESHOLD, MatchError, intent_deltas, match, shape_intent
+from nas.search.manas.optimizer_translation import OptimizerTranslationError, parse_keras_optimizer, to_train_config
 from nas.search.strategy import FRESH, INHERIT, Candidate, Strategy, TrialResult, seed_of
 from nas.train.config import OptimizerConfig, ScheduleConfig
 
 MATCH, DROPOUT, MORPH, DONE = "match", "dropout", "morph", "done"
 DROPOUT_WHEN = ("after_selection", "after_nas")
-# Mined optimizers the trainer's OptimizerConfig can express; the others take the default (s5.1.2).
-TRAINABLE_OPTIMIZERS = ("sgd", "adam", "rmsprop")
-SHIPPED_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "mining", "data")
 
 
 class ZooNotFoundError(ZooFormatError, FileNotFoundError):
@@ -68,21 +65,22 @@ class ZooNotFoundError(ZooFormatError, FileNotFoundError):
 
 
 def shipped_zoo() -> str:
-    """The zoo shipped with the package (``nas/mining/data/*.sqlite`` or ``*.jsonl``)."""
-    found = sorted(glob.glob(os.path.join(SHIPPED_ZOO_DIR, "*.sqlite"))) or sorted(
-        glob.glob(os.path.join(SHIPPED_ZOO_DIR, "*.jsonl")))
-    if not found:
-        raise ZooNotFoundError(f"no shipped model zoo in {SHIPPED_ZOO_DIR}; mine one with "
+    """The zoo shipped with the package (`nas.mining.zoo.SEED_ZOO`)."""
+    if not mined_zoo.SEED_ZOO.exists():
+        raise ZooNotFoundError(f"no shipped model zoo at {mined_zoo.SEED_ZOO}; mine one with "
                                "`nas-mine DIR --db zoo.sqlite` and pass search.space.zoo=zoo.sqlite")
-    return found[0]
+    return str(mined_zoo.SEED_ZOO)
 
 
 def load_zoo(path: str | None) -> list[ZooEntry]:
-    """The records of a SQLite (``.sqlite``/``.db``) or JSONL (``.jsonl``) zoo; None: the shipped one."""
-    path = shipped_zoo() if path is None else os.path.expanduser(path)
+    """The records of a SQLite or JSONL (``.jsonl``) zoo; None: the shipped one (both read by `nas.mining.zoo`)."""
+    if path is None:
+        shipped_zoo()  # says where to get a zoo when the package has none
+        return mined_zoo.load_seed_zoo()
+    path = os.path.expanduser(path)
     if not os.path.exists(path):
         raise ZooNotFoundError(f"no model zoo at {path}; mine one with `nas-mine DIR --db {path}`")
-    return read_jsonl(path) if path.endswith(".jsonl") else read_zoo(path)
+    return mined_zoo.load_zoo(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +94,7 @@ class ManasSpace:
       max_models: train at most this many matched models, the closest in
         intent first (None: all, as the paper).
       flatten_growth: `adapt`'s Flatten -> GlobalAvgPool threshold.
-      repairs: `nas.mining.adapt.REPAIRS` applied before search, in order.
+      repairs: `nas.search.manas.adapt.REPAIRS` applied before search, in order.
       bn_momentum: momentum of the BatchNorm layers the repair inserts (None:
         Keras's 0.99, whose running statistics lag far behind over a budget
         of a few hundred steps, so evaluation sees the wrong normalisation).
@@ -201,19 +199,18 @@ class Start:
 def mined_setup(mined: dict | None, learning_rate: float | None) -> tuple[Setup, str]:
     """The `Setup` of a mined optimizer dict, and a note on how it was translated.
 
-    Optimizers the trainer cannot express (Adagrad, Adadelta, Adamax, Nadam),
-    unresolved or malformed ones take the default optimizer.
+    Every optimizer the miner recognises trains as mined (`to_train_config`:
+    SGD, Adam, RMSprop, Adagrad, Adadelta, Adamax, Nadam, FTRL, AdamW); only a
+    missing, unresolved or malformed one takes the default optimizer (s5.1.2).
     """
     default = Setup(learning_rate)
     try:
         parsed = parse_keras_optimizer(mined)
+        translated = None if parsed is None else to_train_config(mined)
     except OptimizerTranslationError as exc:
         return default, f"mined optimizer unusable ({exc}); default optimizer"
     if parsed is None:
         return default, "no mined optimizer; default optimizer"
-    if parsed.name not in TRAINABLE_OPTIMIZERS:
-        return default, f"mined {parsed.name} is not expressible; default optimizer"
-    translated = to_train_config(mined)
     schedule = None if translated.schedule == ScheduleConfig() else translated.schedule
     note = f"mined {parsed.name}" + (f" ({'; '.join(translated.differences)})" if translated.differences else "")
     return Setup(None, translated.optimizer, schedule, f"mined {parsed.name}"), note

@@ -220,3 +220,29 @@ def test_a_trial_whose_process_died_max_attempts_times_is_given_up_loudly(digits
     assert any("trial 1 gave up" in r.getMessage() and "max_attempts=2" in r.getMessage() for r in caplog.records)
     again, _ = _run(digits, tmp_path, 3, max_attempts=5)  # a later resume still counts it, and keeps it failed
     assert again.gave_up == (1,) and again.trained == 0
+
+
+def test_a_strategy_is_told_each_trials_history_and_feedback_the_same_fresh_or_replayed(digits, tmp_path):
+    """Issue 13 #3: the result a strategy is told carries the per-epoch rows (what DREAM reads)."""
+    from nas.search import Strategy
+
+    told = []
+    recording = Strategy("recording", RANDOM.init, RANDOM.ask,
+                         lambda state, results: (told.extend(results), RANDOM.tell(state, results))[1], RANDOM.done)
+    space = TINY.for_data(digits.input_shape, digits.num_outputs)
+
+    def search(max_trials):
+        with SqliteTrialStore.in_run_dir(tmp_path) as store:
+            run = store.open_run({"test": 1}, {"name": "digits"}, "random", 3)
+            run_search(recording, space, 3, digits, BASE, Budget(max_trials=max_trials), store, run,
+                       run_dir=str(tmp_path))
+
+    search(2)
+    fresh = list(told)
+    told.clear()
+    search(2)  # every trial replayed from the store
+    assert [r.history for r in told] == [r.history for r in fresh]
+    assert [r.feedback for r in told] == [r.feedback for r in fresh]
+    for r in fresh:
+        assert [row["epoch"] for row in r.history] == [1, 2] and "val_accuracy" in r.history[0]
+        assert len(r.feedback) == 2 and "grad_norm" in r.feedback[0] and "nonfinite" in r.feedback[0]

@@ -6,7 +6,8 @@ store, which the search writes into: it is the search's service, so it sits
 below the search and knows nothing of it. The layers below are that flow as
 imports, bottom first, with the top-level modules and `nas.morph` placed:
 
-0. `nas` (the version), `atomic_io`, `tracking` and `store` (the trial
+0. `nas` (the version), `atomic_io`, `status` (a trial's status vocabulary),
+   `tracking` and `store` (the trial
    store: a leaf service the search writes into, so readers and exporters
    start without JAX): standard library only, usable anywhere.
 1. `ir` and `data`: the two inputs, independent of each other.
@@ -45,7 +46,7 @@ PLUGINS = ROOT / "hydra_plugins"
 LAYERS: tuple[frozenset[str], ...] = (
     # The store is a leaf service: the search writes into it (nas.search.trial_records converts), and
     # it imports nothing of nas but the version, so readers and exporters start without JAX.
-    frozenset({"nas", "atomic_io", "tracking", "store"}),
+    frozenset({"nas", "atomic_io", "status", "tracking", "store"}),
     frozenset({"ir", "data"}),
     frozenset({"compile", "mining"}),
     frozenset({"train", "checkpoint", "morph"}),

@@ -32,9 +32,9 @@ from nas.data import Dataset
 from nas.search.evaluator import Evaluation, evaluate_candidates
 from nas.search.objective import Objective, error_of, pareto_front
 from nas.search.strategy import Candidate, Strategy, TrialResult
-from nas.search.trial_records import outcome_from_result, plan_from_candidate
-from nas.store import (DIVERGED, DONE, FAILED, GAVE_UP, InvalidTransitionError, Run, Trial, TrialConflictError,
-                       TrialOutcome, TrialStore)
+from nas.search.trial_records import as_stored, outcome_from_result, plan_from_candidate, status_of
+from nas.status import DONE, FAILED, GAVE_UP, NO_SCORE
+from nas.store import InvalidTransitionError, Run, Trial, TrialConflictError, TrialOutcome, TrialStore
 from nas.train import TrainConfig, to_device
 
 # A trial whose process died this often (SIGKILL, or the OOM killer, which looks
@@ -131,26 +131,28 @@ def _complexity(objective: Objective, result: TrialResult) -> float:
 
 
 def _result_of_trial(trial: Trial, objective: Objective, task: str, variables=None) -> TrialResult:
+    """A stored trial's result, as it was told when it trained (the store's NULLs are NO_SCORE/inf)."""
     metrics = trial.metrics or {}
-    score = trial.best_score if trial.status == DONE and trial.best_score is not None else -math.inf
+    score = trial.best_score if trial.status == DONE and trial.best_score is not None else NO_SCORE
     error = error_of(score, task)
     t_tr = float(trial.t_tr) if trial.t_tr is not None else math.inf
     num_params = int(trial.num_params) if trial.num_params is not None else 0
     value = metrics.get("objective")
     value = float(value) if value is not None and trial.status == DONE else math.inf
     return TrialResult(trial.index, trial.status, score, error, t_tr, num_params, int(trial.epochs or 0),
-                       value, variables)
+                       value, variables, tuple(trial.history or ()), tuple(trial.feedback or ()))
 
 
 def _result_of_evaluation(ev: Evaluation, objective: Objective, task: str, keep_weights: bool) -> TrialResult:
     r = ev.result
+    status = status_of(r)
     if r is None:
-        return TrialResult(ev.candidate.trial, FAILED, -math.inf, math.inf, math.inf, 0, 0, math.inf)
-    score = r.best_val_score if r.status == DONE and math.isfinite(r.best_val_score) else -math.inf
+        return TrialResult(ev.candidate.trial, status, NO_SCORE, math.inf, math.inf, 0, 0, math.inf)
+    score = float(r.best_val_score) if status == DONE else NO_SCORE
     error = error_of(score, task)
-    status = r.status if math.isfinite(score) or r.status != DONE else DIVERGED
     return TrialResult(ev.candidate.trial, status, score, error, r.t_tr, r.num_params, r.epochs,
-                       objective(error, r.t_tr, r.num_params), r.variables if keep_weights else None)
+                       objective(error, r.t_tr, r.num_params), r.variables if keep_weights else None,
+                       as_stored(r.history), as_stored(r.feedback))
 
 
 def run_search(
@@ -326,15 +328,12 @@ def run_search(
 
 
 def _outcome(ev: Evaluation, r: TrialResult) -> TrialOutcome:
-    """What the store records of an evaluation (`r` decides the status)."""
+    """What the store records of an evaluation (its status by `status_of`, as `r`'s)."""
     if ev.result is None:
         return TrialOutcome.failed(ev.error or "unknown error")
-    outcome = outcome_from_result(ev.result, {
+    return outcome_from_result(ev.result, {
         "objective": r.objective if math.isfinite(r.objective) else None,
         "error": r.error if math.isfinite(r.error) else None, "seconds": ev.seconds})
-    if r.status == DIVERGED and outcome.status == DONE:
-        outcome = dataclasses.replace(outcome, status=DIVERGED, best_score=None)
-    return outcome
 
 
 def _release(store: TrialStore, run: Run, claimed: Mapping[int, int], exc: BaseException) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from nas.ir import Arch
+from nas.status import DONE
 from nas.train.config import OptimizerConfig, ScheduleConfig
 
 FRESH, INHERIT, CONTINUE = "fresh", "inherit", "continue"
@@ -128,6 +129,13 @@ class TrialResult:
       objective: Deep-n-Cheap's f, lower is better; inf unless done.
       variables: the trained weights, only for strategies that ask for them
         (`Strategy.needs_weights`); None otherwise.
+      history, feedback: per-epoch rows as the trainer recorded them and the
+        store keeps them (validation metrics; per-layer gradient norms,
+        dead-ReLU fractions, non-finite flags): what a feedback-driven
+        strategy (DREAM) reads. Empty for a failed trial.
+
+    "No score" is one value everywhere in memory: score -inf
+    (`nas.status.NO_SCORE`), error and objective +inf.
     """
 
     trial: int
@@ -139,10 +147,12 @@ class TrialResult:
     epochs: int
     objective: float
     variables: Any = dataclasses.field(default=None, compare=False, repr=False)
+    history: tuple[dict, ...] = dataclasses.field(default=(), repr=False)
+    feedback: tuple[dict, ...] = dataclasses.field(default=(), repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.status == "done" and math.isfinite(self.objective)
+        return self.status == DONE and math.isfinite(self.objective)
 
 
 class Strategy(NamedTuple):

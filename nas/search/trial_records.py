@@ -13,7 +13,9 @@ from typing import Any, Mapping
 
 from nas.ir import Arch
 from nas.search.strategy import FRESH, Candidate, training_of
-from nas.store.records import DIVERGED, DONE, PlannedTrial, Trial, TrialOutcome
+from nas.status import DIVERGED, DONE, FAILED
+from nas.store.encoding import from_json, to_json
+from nas.store.records import PlannedTrial, Trial, TrialOutcome
 from nas.train import TrainResult
 
 
@@ -46,6 +48,30 @@ def candidate_from_trial(trial: Trial) -> Candidate:
                      optimizer=optimizer, schedule=schedule)
 
 
+def status_of(result: TrainResult | None) -> str:
+    """The one rule for a trained proposal's status.
+
+    ``failed`` without a result (training raised), ``done`` only with a
+    finite best validation score, ``diverged`` otherwise (the trainer saw a
+    non-finite loss, or no epoch scored).
+    """
+    if result is None:
+        return FAILED
+    if result.status not in (DONE, DIVERGED):
+        raise ValueError(f"a TrainResult's status is 'done' or 'diverged', got {result.status!r}")
+    return DONE if result.status == DONE and math.isfinite(result.best_val_score) else DIVERGED
+
+
+def as_stored(rows) -> tuple[dict, ...]:
+    """Per-epoch rows (history, feedback) exactly as the store gives them back.
+
+    A strategy told a freshly trained result and one told the same result
+    replayed from the store must see the same values, so both go through the
+    store's JSON encoding (NumPy scalars become floats; nothing else changes).
+    """
+    return tuple(from_json(to_json(list(rows or ()), "per-epoch rows")))
+
+
 def outcome_from_result(result: TrainResult, metrics: Mapping[str, Any] | None = None) -> TrialOutcome:
     """The outcome of a `nas.train.TrainResult` (its trained variables are not stored).
 
@@ -53,17 +79,14 @@ def outcome_from_result(result: TrainResult, metrics: Mapping[str, Any] | None =
       metrics: extra values to keep with the validation metrics (the
         objective, the error, wall seconds).
     """
-    score = float(result.best_val_score)
-    finite = result.status == DONE and math.isfinite(score)
-    if result.status not in (DONE, DIVERGED):
-        raise ValueError(f"a TrainResult's status is 'done' or 'diverged', got {result.status!r}")
+    status = status_of(result)
     return TrialOutcome(
-        status=result.status,
-        best_score=score if finite else None,
+        status=status,
+        best_score=float(result.best_val_score) if status == DONE else None,
         metrics={"best_epoch": result.best_epoch, **dict(result.best_val_metrics), **dict(metrics or {})},
         epochs=int(result.epochs),
         t_tr=float(result.t_tr),
         num_params=int(result.num_params),
-        history=list(result.history),
-        feedback=list(result.feedback),
+        history=list(as_stored(result.history)),
+        feedback=list(as_stored(result.feedback)),
     )

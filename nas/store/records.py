@@ -11,12 +11,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
-QUEUED, RUNNING, DONE, DIVERGED, FAILED = "queued", "running", "done", "diverged", "failed"
-STATUSES = (QUEUED, RUNNING, DONE, DIVERGED, FAILED)
-FINAL_STATUSES = (DONE, DIVERGED, FAILED)
-# The start of a failed trial's error when the engine gave up retrying it (its
-# process died in each of its attempts); results count these trials.
-GAVE_UP = "gave up:"
+from nas.status import DIVERGED, DONE, FAILED, FINAL_STATUSES, GAVE_UP, QUEUED, RUNNING, STATUSES  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,11 +36,11 @@ import optax
 from nas.compile import FEEDBACK, ArchModule, init_variables, to_flax
 from nas.data import Dataset
 from nas.ir import Arch
+from nas.status import DIVERGED, DONE, NO_SCORE
 from nas.train.config import TrainConfig
 from nas.train.guards import check_output_shape, check_size
 from nas.train.optim import learning_rate_multiplier, make_optimizer
 
-DONE, DIVERGED = "done", "diverged"
 
 
 class DeviceSplits(NamedTuple):
@@ -75,7 +75,8 @@ class TrainResult:
       epochs: epochs actually trained (early stopping and divergence end sooner).
       best_epoch: 1-based epoch of the best validation score (0: none finite).
       best_val_score: validation accuracy, or minus validation MSE for
-        regression (higher is better either way).
+        regression (higher is better either way); -inf (`nas.status.NO_SCORE`)
+        when no epoch had a finite one.
       best_val_metrics: validation loss and accuracy/MSE at `best_epoch`.
       history: per epoch: train and validation metrics, lr multiplier, seconds.
       feedback: per epoch: ``grad_norm`` and ``dead_relu`` per node id, and
@@ -474,7 +475,7 @@ def _results(progress: _Progress, configs: Sequence[TrainConfig], num_params: in
             member_vars["batch_stats"] = jax.tree.map(lambda a: a[i], host_stats)
         results.append(TrainResult(
             status=progress.status[i], epochs=int(progress.epochs_run[i]), best_epoch=int(progress.best_epoch[i]),
-            best_val_score=float(progress.best_score[i]) if progress.best_epoch[i] else float("nan"),
+            best_val_score=float(progress.best_score[i]) if progress.best_epoch[i] else NO_SCORE,
             best_val_metrics=progress.best_metrics[i], history=tuple(progress.histories[i]),
             feedback=tuple(progress.feedbacks[i]), t_tr=t_tr, num_params=num_params, variables=member_vars, config=c,
         ))

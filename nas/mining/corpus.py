@@ -21,10 +21,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 
-from nas.mining.errors import MiningError
+from nas.mining.errors import FileTooLargeError, MiningError, NotRegularFileError
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 2**20
+# Opening a FIFO for reading blocks until a writer appears; O_NONBLOCK makes the open return at once
+# (it changes nothing for a regular file), and the fstat after it then refuses the FIFO.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
@@ -45,14 +52,51 @@ class SourceFile:
     commit: str | None = None
 
 
+def _kind(mode: int) -> str:
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular_file(path: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, never blocking on or exhausting memory.
+
+    The size is checked with ``stat`` before the file is opened (so a device is
+    never opened), again on the open file (so a path swapped in between is
+    caught), and at most ``limit + 1`` bytes are read (so a file that grows, or
+    lies about its size, cannot exhaust memory).
+
+    Args:
+      path: the file; a symbolic link is followed when it resolves to a regular file.
+      limit: the most bytes to read.
+    Returns:
+      The file's bytes.
+    Raises:
+      NotRegularFileError: ``path`` is a FIFO, device, socket or directory, or a link to one.
+      FileTooLargeError: the file is over ``limit`` bytes.
+      OSError: the file cannot be read (missing, a dangling link, no permission).
+    """
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFileError(path, _kind(info.st_mode))
+    if info.st_size > limit:
+        raise FileTooLargeError(path, limit, info.st_size)
+    fd = os.open(path, _OPEN_FLAGS)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFileError(path, _kind(info.st_mode))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLargeError(path, limit)
+    return data
+
+
 def _manifest(root: str) -> dict:
     path = os.path.join(root, MANIFEST)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
+        doc = json.loads(read_regular_file(path, MAX_MANIFEST_BYTES).decode("utf-8"))
+    except (MiningError, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MiningError(f"{path}: cannot read the manifest ({exc})") from None
     if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
         raise MiningError(f"{path}: the manifest maps directories to {{\"repo\": ..., \"commit\": ...}} objects")
@@ -66,7 +110,9 @@ def python_files(root: str, *, repo_root: bool = False) -> list[SourceFile]:
       root: the directory to walk (hidden directories and ``__pycache__`` are skipped).
       repo_root: treat ``root`` as one repository instead of a collection of them.
     Returns:
-      The files, in sorted path order.
+      The files, in sorted path order. Every entry named ``*.py`` is listed,
+      FIFOs, devices and dangling links included: `nas.mining.funnel.mine_file`
+      gives each one an outcome without reading it.
     Raises:
       MiningError: ``root`` is not a directory or its manifest is malformed.
     """

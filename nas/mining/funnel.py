@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 from typing import Iterable, Mapping
 
-from nas.mining.corpus import SourceFile
+from nas.mining.corpus import SourceFile, read_regular_file
+from nas.mining.errors import FileTooLargeError, NotRegularFileError
 from nas.mining.model import NOT_TEXT, TOO_LARGE, MineResult
 from nas.mining.source import MAX_SOURCE_CHARS, mine_source
 from nas.mining.zoo import ZooEntry, zoo_entry
@@ -62,12 +62,21 @@ class CorpusReport:
 
 
 def mine_file(source: SourceFile) -> MineResult:
-    """Reads and mines one file; provenance gets the file's repository, commit and relative path."""
+    """Reads and mines one file; provenance gets the file's repository, commit and relative path.
+
+    Args:
+      source: the file.
+    Returns:
+      Its `MineResult`. A FIFO, device, socket or directory (or a link to one)
+      is not opened: its status is ``not_text`` and its reason says what it is.
+      A file over the byte limit is ``too_large`` and is never read whole.
+    """
     try:
-        if os.path.getsize(source.path) > _MAX_BYTES:
-            return MineResult(reason=f"over {_MAX_BYTES} bytes", status=TOO_LARGE, path=source.relpath)
-        with open(source.path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(source.path, _MAX_BYTES)
+    except NotRegularFileError as exc:
+        return MineResult(reason=f"{exc.kind}, not a regular file; not read", status=NOT_TEXT, path=source.relpath)
+    except FileTooLargeError:
+        return MineResult(reason=f"over {_MAX_BYTES} bytes", status=TOO_LARGE, path=source.relpath)
     except OSError as exc:
         return MineResult(reason=f"cannot read: {exc}", status=NOT_TEXT, path=source.relpath)
     result = mine_source(data, source.relpath)

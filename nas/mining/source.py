@@ -20,16 +20,33 @@ importing or executing the mined code:
   files are mined too. Keras ``Model`` subclasses are traced through ``call``.
 * ``for`` over a known sequence and ``while`` with a known condition are
   unrolled (up to `MAX_UNROLL` iterations). A loop whose trip count is
-  unknown runs its body once, and every layer it adds carries a ``repeat``
-  marker, so its model is not mistaken for a complete one.
+  unknown runs its body once, and every layer it adds (or creates and
+  collects in a list it grows) carries a ``repeat`` marker, so its model is
+  not mistaken for a complete one. A ``while`` loop still running after
+  `MAX_UNROLL` iterations (``while True:`` without a reachable ``break``)
+  is not finished: every layer it added is marked (``unbounded loop at line
+  N``). After a loop whose trip count was not known, the plain values it
+  changes (counters, lists of numbers) are unresolved, not the value after
+  the one (or `MAX_UNROLL`) iterations interpreted.
+* A call nested deeper than `MAX_CALL_DEPTH` (a recursive builder) is not
+  followed; every layer built since the outermost call of the recursive
+  function began is marked, so a cut-off recursion never passes for a
+  complete model.
 * An ``if`` whose condition is unknown is a branch point. The file is
   interpreted once per combination of arms (up to `MAX_VARIANTS` variants,
   breadth-first, one decision per ``if`` statement per variant); a model
   built differently on the two arms is mined once per variant. Arms that
   end in ``raise``/``exit`` are not taken, and branches whose arms only
   print or log are not split.
-* Every variant shares one budget of `MAX_STEPS` evaluation steps, so huge
-  or adversarial inputs end with a note instead of running long.
+* Every variant shares one budget of `MAX_STEPS` evaluation steps, and one
+  of `MAX_GRAPH_NODES` graph nodes built or walked while models are copied
+  into one another or assembled, so huge or adversarial inputs end with a
+  note instead of running long. Building a long list or string, and walking
+  a nested value (to hash, compare or convert it), costs a step per 16
+  items, and a value that unfolds past `nas.mining.values.MAX_VISITS` nodes
+  (``a = [a, a]`` in a loop) is never hashed, compared or converted whole.
+  A Sequential model a spent budget may have cut short is marked, so it is
+  not counted complete.
 
 `mine_source` never raises: malformed input ends in a `MineResult` whose
 ``status`` and ``reason`` say what happened.
@@ -59,13 +76,14 @@ from nas.mining.model import (
     MineResult, Provenance,
 )
 from nas.mining.optimizers import optimizer_from_value, translate_optimizer
-from nas.mining.values import KerasObject, Unresolved, render, unresolved_in
+from nas.mining.values import MAX_VISITS, KerasObject, Unresolved, node_count, render, unresolved_in
 
 MAX_SOURCE_CHARS = 1_000_000
 MAX_VARIANTS = 16
 MAX_STEPS = 400_000
 MAX_CALL_DEPTH = 12
 MAX_UNROLL = 256
+MAX_GRAPH_NODES = 500_000  # graph nodes copied or walked per file (nested models can double per level)
 MAX_DEPTH = 150          # nested statements + expressions + calls, under Python's own recursion limit
 MAX_COLLECTION = 10_000  # longest list, tuple or string the interpreter builds
 _MAX_INT_BITS = 4096
@@ -131,11 +149,18 @@ class _Super:
 
 @dataclasses.dataclass(eq=False)
 class _Layer:
-    """A Keras layer object, not yet applied."""
+    """A Keras layer object, not yet applied.
+
+    ``loops`` are markers it carries wherever it is applied: a layer made in a
+    loop of unknown count and collected in a list the loop grows
+    (``layers.append(Dense(4))``, then ``Sequential(layers)``) is repeated an
+    unknown number of times too.
+    """
 
     uid: int
     call: LayerCall
     line: int
+    loops: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(eq=False)
@@ -156,7 +181,8 @@ class _ModelState:
 
 @dataclasses.dataclass(eq=False)
 class _Sequential(_ModelState):
-    items: list[tuple[str, Any, int, tuple[str, ...]]] = dataclasses.field(default_factory=list)
+    # (kind, payload, line, loop markers, stamp); the stamp orders items across all models of a run.
+    items: list[tuple[str, Any, int, tuple[str, ...], int]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(eq=False)
@@ -244,6 +270,29 @@ class _RaiseSignal(Exception):
 class _StopRun(Exception):
     """The step budget is spent."""
 
+    note = f"step budget of {MAX_STEPS} spent; later code was not interpreted"
+
+
+class _GraphBudgetSpent(_StopRun):
+    """The graph-node budget is spent (models nested in models, copied again and again)."""
+
+    note = f"graph budget of {MAX_GRAPH_NODES} nodes spent; later code and larger models were not built"
+
+
+class _Scope:
+    """A loop or call being interpreted: where the run's counters stood when it began.
+
+    When the loop or call turns out to be cut short (``marker`` set), everything
+    built since ``uid``/``stamp`` gets ``marker`` as a ``repeat`` marker when it closes.
+    """
+
+    __slots__ = ("uid", "stamp", "marker")
+
+    def __init__(self, uid: int, stamp: int):
+        self.uid = uid
+        self.stamp = stamp
+        self.marker: str | None = None
+
 
 _PLAIN_TYPES = (bool, int, float, complex, str, bytes, type(None))
 _SEQUENCES = (tuple, list, str, bytes)
@@ -266,8 +315,10 @@ class _FileContext:
         # ast's line numbers index these lines.
         self.lines = [line.encode("utf-8", "surrogatepass") for line in _LINES.findall(text)]
         self.steps_left = MAX_STEPS
+        self.graph_left = MAX_GRAPH_NODES
         self._branch: dict[int, tuple[bool, bool]] = {}
         self._generators: dict[int, bool] = {}
+        self._loop_names: dict[int, tuple[frozenset[str], frozenset[str], _Assigns]] = {}
         self.references = self._module_references(tree)
 
     def text(self, node: ast.AST | None) -> str:
@@ -296,6 +347,54 @@ class _FileContext:
             split = not (raises_then or raises_else) and not (_inert(node.body) and _inert(node.orelse))
             self._branch[key] = (default, split)
         return self._branch[key]
+
+    def loop_names(self, loop: ast.For | ast.While) -> tuple[frozenset[str], frozenset[str], _Assigns]:
+        """(names a loop binds, those whose value may differ from one iteration to the next, its assignments).
+
+        Variant: the loop's targets, names updated in place (``n += 1``,
+        ``sizes.append(...)``, ``d[k] = v``), and, to a fixpoint over the
+        assignments (targets, names read), names assigned from an expression
+        that reads a variant name or the name itself (``units = n * 16``).
+        ``units = 64`` in the body is invariant: every iteration gives it the
+        same value. Nested functions, classes and comprehensions bind nothing here.
+        """
+        key = id(loop)
+        if key not in self._loop_names:
+            bound: set[str] = set()
+            variant: set[str] = set()
+            assigns: list[tuple[set[str], set[str]]] = []
+            if isinstance(loop, (ast.For, ast.AsyncFor)):
+                variant |= _stored(loop.target)
+            stack: list[ast.AST] = list(loop.body)
+            while stack:
+                node = stack.pop()
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    bound.add(node.name)
+                    continue
+                if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                    continue
+                if isinstance(node, (ast.For, ast.AsyncFor)):
+                    variant |= _stored(node.target)
+                elif isinstance(node, ast.AugAssign):
+                    variant |= _stored(node.target) | _receiver(node.target)
+                elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for target in targets:
+                        variant |= _receiver(target)  # d[k] = v, obj.attr = v change d, obj
+                    assigns.append((set().union(*(_stored(t) for t in targets)), _loaded(node.value)))
+                elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+                    variant |= _stored(node.optional_vars)
+                elif isinstance(node, ast.ExceptHandler) and node.name:
+                    variant.add(node.name)
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                        and node.func.attr in _MUTATORS:
+                    variant |= _receiver(node.func)
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    bound.add(node.id)
+                stack.extend(ast.iter_child_nodes(node))
+            frozen = tuple((frozenset(targets), frozenset(reads)) for targets, reads in assigns)
+            self._loop_names[key] = (frozenset(bound | variant), _variant_closure(variant, frozen), frozen)
+        return self._loop_names[key]
 
     def is_generator(self, node: ast.AST) -> bool:
         key = id(node)
@@ -386,6 +485,11 @@ class _Run:
         self.notes: list[str] = []
         self.stopped = False
         self._uid = 0
+        self._stamp = 0
+        self._seqs: list[_Sequential] = []      # every Sequential of the run, to mark cut-short ones
+        self._appended: list[_Sequential] = []  # the Sequential of each item added, by stamp - 1
+        self._layers: list[_Layer] = []          # every layer object, in uid order
+        self._calls: list[tuple[int, _Scope]] = []  # (function node id, scope) of the active calls
         self._builtins = self._make_builtins()
 
     # ------------------------------------------------------------ driver
@@ -396,24 +500,146 @@ class _Run:
             self._guarded(self._call_uncalled)
         if not self.stopped:
             self._guarded(self._trace_subclassed)
-        return [m for m in (self._snapshot(obj) for obj in self.models) if m is not None]
+        models = []
+        for obj in self.models:
+            try:
+                model = self._snapshot(obj)
+            except _StopRun as stop:
+                self._note(stop.note)
+                continue
+            if model is not None:
+                models.append(model)
+        return models
 
     def _guarded(self, action: Callable[[], Any]) -> None:
         try:
             action()
         except (_RaiseSignal, _ReturnSignal, _BreakSignal, _ContinueSignal):
             pass
-        except _StopRun:
-            self.stopped = True
-            self.notes.append(f"step budget of {MAX_STEPS} spent; later code was not interpreted")
+        except _StopRun as stop:
+            self._cut_short(stop.note)
         except RecursionError:
-            self.stopped = True
-            self.notes.append("Python's recursion limit was reached; later code was not interpreted")
+            self._cut_short("Python's recursion limit was reached; later code was not interpreted")
+
+    def _cut_short(self, note: str) -> None:
+        """Ends the run early: a Sequential model may be missing layers later code would have added.
+
+        A functional model is fixed once ``Model(...)`` is called and a subclassed
+        one is not traced after a stop, so only Sequential models are marked.
+        """
+        self.stopped = True
+        self._note(note)
+        marker = f"interpretation cut short ({note.split(';')[0]})"
+        for seq in self._seqs:
+            seq.items[:] = [(kind, payload, line, _with_marker(loops, marker), stamp)
+                            for kind, payload, line, loops, stamp in seq.items]
 
     def _tick(self) -> None:
         self.ctx.steps_left -= 1
         if self.ctx.steps_left < 0:
             raise _StopRun()
+
+    def _small(self, value: Any) -> bool:
+        """Whether a value unfolds to at most `MAX_VISITS` nodes, so hashing, comparing or copying it is cheap.
+
+        The walk is charged to the step budget (a step per 16 nodes), so a loop
+        that walks a large value again and again ends like any other long loop.
+        """
+        if not isinstance(value, (list, tuple, dict, set, frozenset)):
+            return True
+        count = node_count(value, MAX_VISITS)
+        self.ctx.steps_left -= (MAX_VISITS if count is None else count) // 16
+        if self.ctx.steps_left < 0:
+            raise _StopRun()
+        return count is not None
+
+    def _charge(self, value: Any) -> Any:
+        """Charges building a long list, tuple, dict or string to the step budget (a step per 16 items).
+
+        ``[0] * 10000`` is one expression; without the charge a loop of them could
+        fill memory within the step budget.
+        """
+        if isinstance(value, (list, tuple, str, bytes, dict, set)) and len(value) > 16:
+            self.ctx.steps_left -= len(value) // 16
+            if self.ctx.steps_left < 0:
+                raise _StopRun()
+        return value
+
+    def _unresolved(self, value: Any) -> list[Unresolved]:
+        """`unresolved_in`, its walk charged to the step budget like `_small`'s."""
+        self._small(value)
+        return unresolved_in(value)
+
+    def _graph_tick(self, count: int = 1) -> None:
+        """Counts graph nodes built or walked against the file's `MAX_GRAPH_NODES` budget."""
+        self.ctx.graph_left -= count
+        if self.ctx.graph_left < 0:
+            raise _GraphBudgetSpent()
+
+    # ------------------------------------------------------------ loops and calls cut short
+    def _open_scope(self) -> _Scope:
+        return _Scope(self._uid, self._stamp)
+
+    def _close_scope(self, scope: _Scope) -> None:
+        """Marks what the scope built when it was cut short (``scope.marker`` set)."""
+        if scope.marker is None:
+            return
+        marker = scope.marker
+        built = []
+        for uid in reversed(self.nodes):  # uids grow, so the nodes built in the scope come last
+            if uid <= scope.uid:
+                break
+            built.append(uid)
+        for uid in built:
+            self.nodes[uid] = dataclasses.replace(self.nodes[uid], loops=_with_marker(self.nodes[uid].loops, marker))
+        for layer in reversed(self._layers):
+            if layer.uid <= scope.uid:
+                break
+            layer.loops = _with_marker(layer.loops, marker)
+        for seq in {id(seq): seq for seq in self._appended[scope.stamp:]}.values():
+            for index in range(len(seq.items) - 1, -1, -1):
+                kind, payload, line, loops, stamp = seq.items[index]
+                if stamp <= scope.stamp:
+                    break
+                seq.items[index] = (kind, payload, line, _with_marker(loops, marker), stamp)
+
+    def _loop_values(self, loop: ast.For | ast.While, frame: _Frame) -> dict[str, Any]:
+        """The values the names a loop assigns have before it runs (those bound at all)."""
+        out = {}
+        for name in self.ctx.loop_names(loop)[0]:
+            scope = self.globals if name in frame.global_names else frame.locals
+            if name in scope:
+                out[name] = scope[name]
+        return out
+
+    def _forget_loop_values(self, loop: ast.For | ast.While, frame: _Frame, before: dict[str, Any]) -> None:
+        """After a loop run an unknown number of times, the plain values it changed are unknown too.
+
+        ``n += 1`` or ``filters *= 2`` interpreted once (or `MAX_UNROLL` times) is
+        not their value after the loop, nor is a list it appends to; neither is a
+        name bound before the loop and set to another value in it (the loop may
+        run no time at all). A name first bound in the loop to the same value
+        every iteration (``units = 64``) keeps it. Tensors, layers and models,
+        and lists of them, keep their value: their layers carry the loop's
+        ``repeat`` marker.
+        """
+        names, variant, assigns = self.ctx.loop_names(loop)
+
+        def scope_of(name: str) -> dict[str, Any]:
+            return self.globals if name in frame.global_names else frame.locals
+
+        # A name the loop rebinds to another value than it had is variant too: the first
+        # iteration reads the old value (`units = 64 if first else 32` after `first = False`).
+        rebound = set()
+        for name, old in before.items():
+            new = scope_of(name).get(name, _UNBOUND)
+            if not (new is old or isinstance(old, _PLAIN_TYPES) and type(old) is type(new) and old == new):
+                rebound.add(name)
+        variant = _variant_closure(variant | rebound, assigns)
+        for name in names & variant:
+            scope = scope_of(name)
+            if name in scope and _is_data(scope[name]):
+                scope[name] = Unresolved(name)
 
     def _next_uid(self) -> int:
         self._uid += 1
@@ -494,6 +720,7 @@ class _Run:
         self._exec_block(stmt.body if truth else stmt.orelse, frame)
 
     def _s_For(self, stmt: ast.For, frame: _Frame) -> None:
+        # A range too long to list (range(10**9)) is an unknown iterable: run once, marked.
         items = self._iterate(self.ev(stmt.iter, frame))
         if items is None or len(items) > MAX_UNROLL:
             self._unknown_loop(stmt, self.text(stmt.iter), frame,
@@ -512,24 +739,43 @@ class _Run:
     _s_AsyncFor = _s_For
 
     def _s_While(self, stmt: ast.While, frame: _Frame) -> None:
-        for count in range(MAX_UNROLL + 1):
-            truth = self._truth(self.ev(stmt.test, frame))
-            if truth is False:
-                self._exec_block(stmt.orelse, frame)
-                return
-            if truth is None or count == MAX_UNROLL:
-                if count == 0:
+        scope = self._open_scope()
+        before = self._loop_values(stmt, frame)
+        try:
+            for count in range(MAX_UNROLL + 1):
+                truth = self._truth(self.ev(stmt.test, frame))
+                if truth is False:
+                    self._exec_block(stmt.orelse, frame)
+                    return
+                if truth is None and count == 0:
                     self._unknown_loop(stmt, self.text(stmt.test), frame, lambda: None)
-                return
-            try:
-                self._exec_block(stmt.body, frame)
-            except _BreakSignal:
-                return
-            except _ContinueSignal:
-                continue
+                    return
+                if truth is None:
+                    # Known for some iterations, then unknown: how many more run is unknown.
+                    scope.marker = self.text(stmt.test)
+                elif count == MAX_UNROLL:
+                    # `while True:` with no reachable break never ends, and a loop past the unroll
+                    # budget ends who knows when: either way the unrolled prefix is not the model.
+                    what = "unbounded loop" if isinstance(stmt.test, ast.Constant) else \
+                        f"loop still running after {MAX_UNROLL} iterations"
+                    scope.marker = f"{what} at line {stmt.lineno}: while {self.text(stmt.test)}"
+                    self._note(f"{what} at line {stmt.lineno}; the layers it added are marked")
+                if scope.marker is not None:
+                    self._forget_loop_values(stmt, frame, before)
+                    return
+                try:
+                    self._exec_block(stmt.body, frame)
+                except _BreakSignal:
+                    return
+                except _ContinueSignal:
+                    continue
+        finally:
+            self._close_scope(scope)
 
     def _unknown_loop(self, stmt: ast.For | ast.While, expr: str, frame: _Frame, bind: Callable[[], None]) -> None:
         """Runs the body once; layers added meanwhile carry a ``repeat`` marker (Manas: not extractable)."""
+        before = self._loop_values(stmt, frame)
+        start = self._uid
         self.loops.append(expr)
         try:
             bind()
@@ -538,6 +784,29 @@ class _Run:
             pass
         finally:
             self.loops.pop()
+        self._mark_collected_layers(stmt, frame, start, expr)
+        self._forget_loop_values(stmt, frame, before)
+
+    def _mark_collected_layers(self, loop: ast.For | ast.While, frame: _Frame, start: int, marker: str) -> None:
+        """Marks the layers a loop of unknown count made and collected in a list it grows.
+
+        ``layers.append(Dense(4))`` (or ``layers = layers + [...]``) interpreted once
+        holds one layer where the program holds one per iteration. A layer
+        bound afresh each iteration (``block = [Conv2D(...)]``, ``self.conv = ...``)
+        is not collected and stays unmarked.
+        """
+        for name in self.ctx.loop_names(loop)[1]:
+            scope = self.globals if name in frame.global_names else frame.locals
+            stack, seen = [scope.get(name)], 0
+            while stack and seen < MAX_VISITS:
+                item = stack.pop()
+                seen += 1
+                if isinstance(item, dict):
+                    stack.extend(item.values())
+                elif isinstance(item, (list, tuple)):
+                    stack.extend(item)
+                elif isinstance(item, _Layer) and item.uid > start:
+                    item.loops = _with_marker(item.loops, marker)
 
     def _s_Try(self, stmt: ast.Try, frame: _Frame) -> None:
         try:
@@ -664,7 +933,7 @@ class _Run:
         elif isinstance(target, ast.Subscript):
             obj = self.ev(target.value, frame)
             key = self.ev(target.slice, frame)
-            if isinstance(obj, (list, dict)) and _known(key) and not unresolved_in(key):
+            if isinstance(obj, (list, dict)) and _known(key) and not self._unresolved(key):
                 try:
                     obj[key] = value
                 except (TypeError, IndexError, KeyError, ValueError):
@@ -722,7 +991,7 @@ class _Run:
     def _e_Set(self, node: ast.Set, frame: _Frame) -> Any:
         items = self._elements(node.elts, frame)
         try:
-            return Unresolved(self.text(node)) if items is None else set(items)
+            return Unresolved(self.text(node)) if items is None or not self._small(items) else set(items)
         except TypeError:
             return Unresolved(self.text(node))
 
@@ -733,7 +1002,7 @@ class _Run:
                 expanded = self._iterate(self.ev(elt.value, frame))
                 if expanded is None:
                     return None
-                items.extend(expanded)
+                items.extend(self._charge(expanded))
             else:
                 items.append(self.ev(elt, frame))
             if len(items) > MAX_COLLECTION:
@@ -747,9 +1016,11 @@ class _Run:
             if key_node is None:
                 if not isinstance(value, dict):
                     return Unresolved(self.text(node))
-                out.update(value)
+                out.update(self._charge(value))
                 continue
             key = self.ev(key_node, frame)
+            if not self._small(key):
+                return Unresolved(self.text(node))
             try:
                 out[key] = value
             except TypeError:
@@ -770,7 +1041,7 @@ class _Run:
                 return Unresolved(self.text(node))
             parts.append(repr(inner) if value.conversion == ord("r") else str(inner))
         text = "".join(parts)
-        return text if len(text) <= MAX_COLLECTION else Unresolved(self.text(node))
+        return self._charge(text) if len(text) <= MAX_COLLECTION else Unresolved(self.text(node))
 
     def _e_Attribute(self, node: ast.Attribute, frame: _Frame) -> Any:
         return self._getattr(self.ev(node.value, frame), node.attr, node)
@@ -781,13 +1052,14 @@ class _Run:
         if isinstance(container, _Tensor):
             return self._opaque("getitem", [container.uid], _Site(node))
         key_known = isinstance(key, slice) or (
-            _known(key) and not unresolved_in(key) and not isinstance(key, (list, dict, set)))
+            _known(key) and not self._unresolved(key) and not isinstance(key, (list, dict, set)))
         if not _known(container) or not key_known:
             return Unresolved(self.text(node))
         try:
-            return container[key]
+            value = container[key]
         except (TypeError, IndexError, KeyError, ValueError):
             return Unresolved(self.text(node))
+        return self._charge(value) if isinstance(key, slice) else value  # a slice is a copy
 
     def _e_Slice(self, node: ast.Slice, frame: _Frame) -> Any:
         parts = [None if n is None else self.ev(n, frame) for n in (node.lower, node.upper, node.step)]
@@ -803,7 +1075,7 @@ class _Run:
         if isinstance(node.op, ast.Not):
             truth = self._truth(value)
             return Unresolved(self.text(node)) if truth is None else not truth
-        if not isinstance(value, (int, float, complex)) or unresolved_in(value):
+        if not isinstance(value, (int, float, complex)) or self._unresolved(value):
             return Unresolved(self.text(node))
         try:
             return {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}[type(node.op)](value)
@@ -844,7 +1116,7 @@ class _Run:
             return unknown
         if isinstance(result, complex):
             return unknown
-        return result
+        return self._charge(result)
 
     def _e_BoolOp(self, node: ast.BoolOp, frame: _Frame) -> Any:
         is_and = isinstance(node.op, ast.And)
@@ -862,7 +1134,7 @@ class _Run:
         left = self.ev(node.left, frame)
         for op, right_node in zip(node.ops, node.comparators):
             right = self.ev(right_node, frame)
-            if unresolved_in(left) or unresolved_in(right):
+            if self._unresolved(left) or self._unresolved(right):
                 return Unresolved(self.text(node))
             if isinstance(op, (ast.Is, ast.IsNot)):
                 result = (left is right) if isinstance(op, ast.Is) else (left is not right)
@@ -913,14 +1185,15 @@ class _Run:
     def _e_SetComp(self, node: ast.SetComp, frame: _Frame) -> Any:
         items = self._comprehension(node, frame, lambda f: [self.ev(node.elt, f)])
         try:
-            return Unresolved(self.text(node)) if items is None else set(items)
+            return Unresolved(self.text(node)) if items is None or not self._small(items) else set(items)
         except TypeError:
             return Unresolved(self.text(node))
 
     def _e_DictComp(self, node: ast.DictComp, frame: _Frame) -> Any:
         pairs = self._comprehension(node, frame, lambda f: [(self.ev(node.key, f), self.ev(node.value, f))])
         try:
-            return Unresolved(self.text(node)) if pairs is None else dict(pairs)
+            return Unresolved(self.text(node)) if pairs is None or not self._small([k for k, _ in pairs]) \
+                else dict(pairs)
         except TypeError:
             return Unresolved(self.text(node))
 
@@ -1114,7 +1387,8 @@ class _Run:
             return self._instantiate(func, args, kwargs, site)
         if isinstance(func, _Layer):
             inputs = args[0] if args else kwargs.get("inputs")
-            return self._apply_call(func.call, self._input_uids(inputs, site), site, func.uid, func.line)
+            return self._apply_call(func.call, self._input_uids(inputs, site), site, func.uid, func.line,
+                                    func.loops)
         if isinstance(func, (_ModelState, _App)):
             return self._apply_model(func, args[0] if args else kwargs.get("inputs"), site)
         if isinstance(func, _Instance):
@@ -1129,6 +1403,7 @@ class _Run:
         self.called.add(id(node))
         if self.call_depth >= MAX_CALL_DEPTH:
             self._note(f"calls nested deeper than {MAX_CALL_DEPTH} were not followed")
+            self._cut_call(func, site)
             return Unresolved(self.text(site.node) if site.node is not None else f"{func.name}(...)")
         if not isinstance(node, ast.Lambda) and self.ctx.is_generator(node):
             return Unresolved(self.text(site.node) if site.node is not None else f"{func.name}(...)")
@@ -1138,6 +1413,8 @@ class _Run:
         owned = func.owner is not None
         if owned:
             self._owner_stack.append((func.owner, args[0] if args else None))
+        scope = self._open_scope()
+        self._calls.append((id(node), scope))
         try:
             if isinstance(node, ast.Lambda):
                 return self.ev(node.body, frame)
@@ -1150,9 +1427,30 @@ class _Run:
         except (_BreakSignal, _ContinueSignal):
             return None
         finally:
+            self._calls.pop()
+            self._close_scope(scope)
             self.call_depth -= 1
             if owned:
                 self._owner_stack.pop()
+
+    def _cut_call(self, func: _Func, site: _Site) -> None:
+        """A call too deep to follow: what the calls around it built may be missing its layers.
+
+        For a recursive function, everything built since its outermost active
+        call began is marked; otherwise everything since the outermost call.
+        """
+        if not self._calls:
+            return
+        line = site.line or getattr(func.node, "lineno", 0)
+        outer = next((entry for entry in self._calls if entry[0] == id(func.node)), None)
+        if outer is not None:
+            marker = f"recursion of {func.name} cut off at depth {MAX_CALL_DEPTH} (line {line})"
+        else:
+            outer = self._calls[0]
+            marker = f"call of {func.name} nested deeper than {MAX_CALL_DEPTH} calls not followed (line {line})"
+        scope = outer[1]
+        if scope.marker is None:
+            scope.marker = marker
 
     def _bind_params(self, func: _Func, args: list[Any], kwargs: dict[str, Any], frame: _Frame) -> None:
         spec = func.node.args
@@ -1207,7 +1505,7 @@ class _Run:
         self.instantiated.add(id(cls))
         inst = _Instance(cls, {}, self._keras_base(cls))
         if inst.keras == "sequential":
-            inst.seq = _Sequential(self._next_uid(), site.line)
+            inst.seq = self._register(_Sequential(self._next_uid(), site.line))
             self.models.append(inst.seq)
         elif inst.keras == "model":
             inst.model = _ModelState(self._next_uid(), site.line)
@@ -1239,6 +1537,9 @@ class _Run:
         """An argument as the layer and optimizer tables read it."""
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
+        if depth == 0 and isinstance(value, (tuple, list)) and not self._small(value):
+            # A list holding one list twice, level after level, would unfold to 2**levels tuples.
+            return Unresolved(self.text(node) if node is not None else f"<{type(value).__name__}, too large>")
         if isinstance(value, (tuple, list)) and depth < 16:
             return tuple(self._plain(v, node, depth + 1) for v in value)
         if isinstance(value, (Unresolved, KerasObject)):
@@ -1249,7 +1550,12 @@ class _Run:
             name = value.path[-1]
             if keras_api.classify(value.path).category == keras_api.ACTIVATION_FUNCTION:
                 return name
-        return Unresolved(self.text(node) if node is not None else render(value))
+        if node is not None:
+            return Unresolved(self.text(node))
+        if isinstance(value, _PLAIN_TYPES + (dict, set, frozenset, range)):
+            return Unresolved(render(value))
+        # The interpreter's own objects: their reprs hold whole frames and classes.
+        return Unresolved(f"<{type(value).__name__.lstrip('_')}>")
 
     def _plain_args(self, args: list[Any], kwargs: dict[str, Any], site: _Site) -> tuple[list, dict]:
         return ([self._plain(v, site.arg_node(i)) for i, v in enumerate(args)],
@@ -1270,7 +1576,9 @@ class _Run:
             pargs, pkwargs = self._plain_args(args, kwargs, site)
             call = translate_layer(api.name, pargs, pkwargs, flavour=api.flavour,
                                    channels_first=self.channels_first)
-            return _Layer(self._next_uid(), call, site.line)
+            layer = _Layer(self._next_uid(), call, site.line)
+            self._layers.append(layer)
+            return layer
         if category == keras_api.MERGE_FUNCTION:
             kwargs = dict(kwargs)
             inputs = args[0] if args else kwargs.pop("inputs", kwargs.pop("layers", None))
@@ -1316,23 +1624,24 @@ class _Run:
         return None
 
     def _add_node(self, call: LayerCall, inputs: Sequence[int], line: int, layer: int | None,
-                  applied: int = 0) -> int:
+                  applied: int = 0, loops: tuple[str, ...] = ()) -> int:
         uid = self._next_uid()
-        self.nodes[uid] = Proto(uid, call, tuple(inputs), line, layer, tuple(self.loops),
+        self.nodes[uid] = Proto(uid, call, tuple(inputs), line, layer, _with_marker(tuple(self.loops), *loops),
                                 applied if applied != line else 0)
         return uid
 
     def _apply_call(self, call: LayerCall, inputs: Sequence[int], site: _Site, layer: int | None,
-                    defined: int | None = None) -> _Tensor:
+                    defined: int | None = None, loops: tuple[str, ...] = ()) -> _Tensor:
         """A layer applied to tensors: its node, then its separate activation node.
 
         ``defined`` is the line of the layer's constructor when it was built
-        apart from its application (``self.conv = Conv2D(...)`` ... ``self.conv(x)``).
+        apart from its application (``self.conv = Conv2D(...)`` ... ``self.conv(x)``);
+        ``loops`` the markers of unknown-count loops it was created in.
         """
         line = site.line if defined is None else defined
-        uid = self._add_node(call.without_activation(), inputs, line, layer, site.line)
+        uid = self._add_node(call.without_activation(), inputs, line, layer, site.line, loops)
         if call.activation is not None:
-            uid = self._add_node(call.activation, (uid,), line, None, site.line)
+            uid = self._add_node(call.activation, (uid,), line, None, site.line, loops)
         return _Tensor(uid)
 
     def _input_uids(self, value: Any, site: _Site) -> list[int]:
@@ -1351,15 +1660,24 @@ class _Run:
     def _opaque(self, name: str, inputs: Sequence[int], site: _Site) -> _Tensor:
         return _Tensor(self._add_node(opaque_call(name), inputs, site.line, None))
 
+    def _register(self, seq: _Sequential) -> _Sequential:
+        self._seqs.append(seq)
+        return seq
+
+    def _seq_append(self, seq: _Sequential, kind: str, payload: Any, line: int, loops: tuple[str, ...]) -> None:
+        self._stamp += 1
+        self._appended.append(seq)
+        seq.items.append((kind, payload, line, loops, self._stamp))
+
     def _new_sequential(self, args: list[Any], kwargs: dict[str, Any], site: _Site) -> _Sequential:
-        seq = _Sequential(self._next_uid(), site.line)
+        seq = self._register(_Sequential(self._next_uid(), site.line))
         self.models.append(seq)
         layers = args[0] if args else kwargs.get("layers")
         if layers is not None:
             items = self._iterate(layers)
             if items is None:
                 expr = layers.expr if isinstance(layers, Unresolved) else self.text(site.arg_node(0))
-                seq.items.append(("unresolved", expr, site.line, tuple(self.loops)))
+                self._seq_append(seq, "unresolved", expr, site.line, tuple(self.loops))
             else:
                 for item in items:
                     self._sequential_add(seq, item, site)
@@ -1368,21 +1686,21 @@ class _Run:
     def _sequential_add(self, seq: _Sequential, item: Any, site: _Site) -> None:
         loops = tuple(self.loops)
         if isinstance(item, _Layer):
-            seq.items.append(("layer", item, site.line, loops))
+            self._seq_append(seq, "layer", item, site.line, _with_marker(loops, *item.loops))
         elif isinstance(item, _Tensor):
-            seq.items.append(("tensor", item.uid, site.line, loops))
+            self._seq_append(seq, "tensor", item.uid, site.line, loops)
         elif isinstance(item, _Instance) and (item.seq is not None or item.model is not None):
             for state in (item.seq, item.model):
                 if state is not None:
                     state.consumed = True
-            seq.items.append(("model", item.seq if item.seq is not None else item, site.line, loops))
+            self._seq_append(seq, "model", item.seq if item.seq is not None else item, site.line, loops)
         elif isinstance(item, (_ModelState, _App)):
             if isinstance(item, _ModelState):
                 item.consumed = True
-            seq.items.append(("model", item, site.line, loops))
+            self._seq_append(seq, "model", item, site.line, loops)
         else:
             expr = item.expr if isinstance(item, Unresolved) else self.text(site.arg_node(0))
-            seq.items.append(("unresolved", expr, site.line, loops))
+            self._seq_append(seq, "unresolved", expr, site.line, loops)
 
     def _new_functional(self, args: list[Any], kwargs: dict[str, Any], site: _Site) -> Any:
         inputs = args[0] if args else kwargs.get("inputs", kwargs.get("input"))
@@ -1418,6 +1736,7 @@ class _Run:
                 items = [args[1]]
             if items is None or len(target) + len(items) > MAX_COLLECTION:
                 return unknown
+            self._charge(items)
             if name == "insert":
                 target.insert(args[0], items[0])
             else:
@@ -1427,8 +1746,10 @@ class _Run:
         keys = args[:1] if isinstance(target, (list, dict)) and name in ("get", "setdefault", "pop") else args
         if isinstance(target, dict) and name == "update":
             keys = []
-        if any(not _known(a) or unresolved_in(a) or isinstance(a, (list, dict, set)) and isinstance(target, dict)
+        if any(not _known(a) or self._unresolved(a) or isinstance(a, (list, dict, set)) and isinstance(target, dict)
                for a in keys):
+            return unknown
+        if not self._small([args, kwargs]):  # dict.update hashes the keys of what it is given
             return unknown
         if isinstance(target, str):
             lengths = [len(a) for a in _flatten(args) if isinstance(a, str)]
@@ -1440,7 +1761,7 @@ class _Run:
             return unknown
         if isinstance(result, (type({}.items()), type({}.keys()), type({}.values()))):
             result = list(result)
-        return result
+        return self._charge(result)
 
     def _model_method(self, target: Any, name: str, args: list[Any], kwargs: dict[str, Any], site: _Site) -> Any:
         state = target
@@ -1495,6 +1816,7 @@ class _Run:
         sources = self._input_uids(inputs, site)
         mapping = dict(zip(ins, sources))
         for p in protos:
+            self._graph_tick()
             if p.uid in mapping:
                 continue
             if p.call.op == "Input" and not p.inputs:
@@ -1528,6 +1850,7 @@ class _Run:
             uid = stack.pop()
             if uid in seen or uid not in self.nodes:
                 continue
+            self._graph_tick()
             seen.add(uid)
             stack.extend(self.nodes[uid].inputs)
         return [self.nodes[uid] for uid in sorted(seen)]
@@ -1539,6 +1862,7 @@ class _Run:
 
         def add(call: LayerCall, ins: tuple[int, ...], line: int, layer: int | None, loops: tuple[str, ...],
                 applied: int = 0) -> int:
+            self._graph_tick()
             uid = self._next_uid()
             protos.append(Proto(uid, call, ins, line, layer, loops, applied if applied != line else 0))
             return uid
@@ -1553,7 +1877,7 @@ class _Run:
             inputs.append(uid)
             return uid
 
-        for kind, payload, line, loops in seq.items:
+        for kind, payload, line, loops, _ in seq.items:
             if kind == "layer":
                 call = payload.call
                 if call.op == "Input" and call.kind == INPUT:
@@ -1618,11 +1942,17 @@ class _Run:
     def _call_uncalled(self) -> None:
         """Calls module-level functions and classes the module never called, callers first."""
         refs = self.ctx.references
-        defs = list(self.definitions)
-        names = {id(d.node): d.name for d in defs}
+        # A def run again (in a loop) is one definition, its first binding; comparing every pair of
+        # definitions was quadratic, hours for a def inside nested `while True:` loops.
+        first: dict[int, Any] = {}
+        for d in self.definitions:
+            first.setdefault(id(d.node), d)
+        defs = list(first.values())
+        defined = {d.name for d in defs}
+        referrers = collections.Counter(name for d in defs for name in refs.get(id(d.node), set()) & defined)
 
-        def referenced(d: Any) -> bool:
-            return any(names[id(d.node)] in refs.get(id(other.node), ()) for other in defs if other is not d)
+        def referenced(d: Any) -> bool:  # named in the body of another definition
+            return referrers[d.name] - (d.name in refs.get(id(d.node), ())) > 0
 
         for d in sorted(defs, key=referenced):  # stable: roots first, then definition order
             if isinstance(d, _Func):
@@ -1679,7 +2009,7 @@ class _Run:
     def _make_builtins(self) -> dict[str, _Builtin]:
         def pure(name: str, fn: Callable[..., Any], *, iterable_args: bool = False) -> _Builtin:
             def call(args: list[Any], kwargs: dict[str, Any], site: _Site) -> Any:
-                if any(not _known(a) or unresolved_in(a) for a in list(args) + list(kwargs.values())):
+                if any(not _known(a) or self._unresolved(a) for a in list(args) + list(kwargs.values())):
                     return Unresolved(self.text(site.node))
                 try:
                     if iterable_args:
@@ -1694,7 +2024,7 @@ class _Run:
                     return Unresolved(self.text(site.node))
                 if isinstance(result, int) and not isinstance(result, bool) and result.bit_length() > _MAX_INT_BITS:
                     return Unresolved(self.text(site.node))
-                return result
+                return self._charge(result)
             return _Builtin(name, call)
 
         def safe_range(*args: Any) -> range:
@@ -1787,19 +2117,91 @@ def _as_load(target: ast.AST) -> ast.AST | None:
     return None
 
 
+_Assigns = tuple[tuple[frozenset[str], frozenset[str]], ...]  # (names bound, names read) per assignment
+
+
+def _variant_closure(variant: set[str] | frozenset[str], assigns: _Assigns) -> frozenset[str]:
+    """``variant`` and every name assigned from one it holds (or from itself), to a fixpoint."""
+    out = set(variant)
+    changed = True
+    while changed:
+        changed = False
+        for targets, reads in assigns:
+            if not targets <= out and reads & (out | targets):
+                out |= targets
+                changed = True
+    return frozenset(out)
+
+
+_MUTATORS = frozenset({"append", "extend", "insert", "update", "setdefault", "pop", "popitem", "add", "remove",
+                       "discard", "clear", "sort", "reverse"})
+
+
+def _is_data(value: Any) -> bool:
+    """A plain value, or a container of plain values only (no layer, tensor or model inside)."""
+    stack, seen = [value], 0
+    while stack and seen < MAX_VISITS:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif not isinstance(item, _PLAIN_TYPES + (range, Unresolved, KerasObject)):
+            return False
+    return True
+
+
+def _stored(target: ast.AST) -> set[str]:
+    """Names an assignment target binds (``a``, ``a, (b, *c)``)."""
+    return {n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _loaded(expr: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _receiver(node: ast.AST) -> set[str]:
+    """The name an attribute or item access starts from (``d`` in ``d[k].x``); none for a bare name."""
+    if not isinstance(node, (ast.Attribute, ast.Subscript)):
+        return set()
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return {node.id} if isinstance(node, ast.Name) else set()
+
+
+def _with_marker(loops: tuple[str, ...], *markers: str) -> tuple[str, ...]:
+    """``loops`` with ``markers`` appended, each at most once."""
+    return tuple(dict.fromkeys(loops + markers)) if markers else loops
+
+
 def _flatten(values: Sequence[Any], depth: int = 0) -> list[Any]:
-    """The leaves of nested lists and tuples (tensors passed as ``[a, [b, c]]``), to a bounded depth."""
+    """The leaves of nested lists and tuples (tensors passed as ``[a, [b, c]]``), to a bounded depth.
+
+    At most `MAX_COLLECTION` items are visited: lists that share sublists would
+    otherwise unfold to exponentially many leaves.
+    """
     out: list[Any] = []
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            if depth < 16:
-                out.extend(_flatten(value, depth + 1))
-        else:
-            out.append(value)
+    left = [MAX_COLLECTION]
+
+    def walk(items: Sequence[Any], level: int) -> None:
+        for value in items:
+            left[0] -= 1
+            if left[0] < 0:
+                return
+            if isinstance(value, (list, tuple)):
+                if level < 16:
+                    walk(value, level + 1)
+            else:
+                out.append(value)
+
+    walk(values, depth)
     return out
 
 
 _REQUIRED = object()
+_UNBOUND = object()  # no binding (a name the loop deleted)
 
 _BINOPS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -1926,7 +2328,7 @@ def _explore(ctx: _FileContext) -> MineResult:
     models: dict[tuple, MinedModel] = {}
     notes: list[str] = []
     variants = 0
-    while queue and variants < MAX_VARIANTS and ctx.steps_left > 0:
+    while queue and variants < MAX_VARIANTS and ctx.steps_left > 0 and ctx.graph_left > 0:
         forced = queue.popleft()
         run = _Run(ctx, forced)
         found = run.execute()

@@ -48,24 +48,59 @@ class KerasObject:
 
 
 MAX_NESTING = 16
+# Nodes one walk of a value may visit (ten times the longest list the miner builds). Lists that
+# hold one list twice, level after level (``a = [a, a]`` in a loop), unfold to 2**levels nodes.
+MAX_VISITS = 100_000
+_TOO_LARGE = "<value too large>"
+
+
+def node_count(value: Any, limit: int = MAX_VISITS) -> int | None:
+    """How many nodes a value unfolds to (containers and their items, recursively), or None past ``limit``.
+
+    Shared and self-containing sublists count once per occurrence, so the
+    count bounds what ``hash``, ``==``, ``repr`` or a recursive walk would do.
+    """
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (tuple, list, set, frozenset)):
+            stack.extend(item)
+        else:
+            continue
+        if count + len(stack) > limit:
+            return None
+    return count
 
 
 def unresolved_in(value: Any, _depth: int = 0) -> list[Unresolved]:
-    """Every `Unresolved` inside a value (itself, or nested in tuples and lists).
+    """Every `Unresolved` inside a value (itself, or nested in tuples and lists), in order.
 
     Values nested deeper than `MAX_NESTING` (or lists that contain themselves)
-    count as unresolved: no Keras argument is legitimately that deep.
+    count as unresolved: no Keras argument is legitimately that deep; so does
+    a value that unfolds to more than `MAX_VISITS` nodes (the walk stops there).
     """
-    if isinstance(value, Unresolved):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        if _depth >= MAX_NESTING:
-            return [Unresolved("<deeply nested value>")]
-        found: list[Unresolved] = []
-        for item in value:
-            found.extend(unresolved_in(item, _depth + 1))
-        return found
-    return []
+    found: list[Unresolved] = []
+    stack: list[tuple[Any, int]] = [(value, _depth)]
+    pushed = 1
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Unresolved):
+            found.append(item)
+        elif isinstance(item, (tuple, list)):
+            if depth >= MAX_NESTING:
+                found.append(Unresolved("<deeply nested value>"))
+                continue
+            pushed += len(item)
+            if pushed > MAX_VISITS:
+                found.append(Unresolved(_TOO_LARGE))
+                return found
+            stack.extend((child, depth + 1) for child in reversed(item))
+    return found
 
 
 def render(value: Any) -> str:
@@ -74,6 +109,8 @@ def render(value: Any) -> str:
         text = value.expr
     elif isinstance(value, KerasObject):
         text = value.text or ".".join(value.path) + "(...)"
+    elif node_count(value) is None:  # repr would unfold it whole
+        text = f"<{type(value).__name__}, {_TOO_LARGE[1:]}"
     else:
         try:
             text = repr(value)

@@ -5,14 +5,15 @@ import pickle
 
 import pytest
 
-from nas.search import TrialResult
+from nas.search import Posed, Problem, TrialResult
 from nas.search.dnc import DNC, DncSpace, most_complex, preset_weight_decay
 from nas.search.dnc_arch import CnnConfig, build_cnn, downsampling_sites, spread
 
-MLP = DncSpace(stage1_trials=6, stage3_trials=5, n_initial=3, n_candidates=200).for_data((28, 28, 1), 10)
-CNN = DncSpace(family="cnn", cnn_layers=(3, 6), stage1_trials=5, stage3_trials=3, n_initial=2, n_candidates=200,
-               dropout_fractions=(0.0, 0.5), input_dropouts=(0.1,), dropout_rates=(0.15, 0.3),
-               wd_threshold=1e6, wd_scale=1e11).for_data((28, 28, 1), 10)
+FMNIST = Problem((28, 28, 1), 10)
+MLP = Posed(DncSpace(stage1_trials=6, stage3_trials=5, n_initial=3, n_candidates=200), FMNIST)
+CNN = Posed(DncSpace(family="cnn", cnn_layers=(3, 6), stage1_trials=5, stage3_trials=3, n_initial=2, n_candidates=200,
+                     dropout_fractions=(0.0, 0.5), input_dropouts=(0.1,), dropout_rates=(0.15, 0.3),
+                     wd_threshold=1e6, wd_scale=1e11), FMNIST)
 
 
 def _f(c) -> float:
@@ -107,6 +108,7 @@ def test_cnn_builder_follows_the_paper():
 
 
 def test_reference_complexity_and_weight_decay_rule():
-    biggest = most_complex(MLP)
+    space, problem = MLP
+    biggest = most_complex(space, problem)
     assert [n.attrs.get("units") for n in biggest.nodes if n.op == "Dense"] == [400, 400, 10]
-    assert preset_weight_decay(MLP, 9_999) == 0.0 and preset_weight_decay(MLP, 20_000) == pytest.approx(2e-5)
+    assert preset_weight_decay(space, 9_999) == 0.0 and preset_weight_decay(space, 20_000) == pytest.approx(2e-5)

@@ -10,8 +10,8 @@ import pytest
 
 from nas.ir import mlp
 from nas.morph import widen
-from nas.search import (CONTINUE, INHERIT, Budget, Candidate, Objective, SearchSpace, evaluate_candidates,
-                        pareto_front, run_search)
+from nas.search import (CONTINUE, INHERIT, Budget, Candidate, Objective, Posed, Problem, SearchSpace,
+                        evaluate_candidates, pareto_front, run_search)
 from nas.search.random_search import RANDOM
 from nas.store import SqliteTrialStore
 from nas.train import TrainConfig, evaluate, train
@@ -102,7 +102,7 @@ def test_candidate_contract_is_checked():
 
 # ------------------------------------------------------------------ engine
 def _search(digits, run_dir, max_trials, batch=2, target=None):
-    space = TINY.for_data(digits.input_shape, digits.num_outputs)
+    space = Posed(TINY, Problem.of(digits))
     store = SqliteTrialStore.in_run_dir(run_dir)
     run = store.open_run({"test": 1}, {"name": "digits"}, "random", 3)
     try:
@@ -137,7 +137,7 @@ def test_a_changed_search_refuses_to_resume(digits, tmp_path):
     _search(digits, tmp_path, 2)
     store = SqliteTrialStore.in_run_dir(tmp_path)
     run = store.open_run({"test": 1}, {"name": "digits"}, "random", 3)
-    other = TINY.for_data(digits.input_shape, digits.num_outputs)
+    other = Posed(TINY, Problem.of(digits))
     with pytest.raises(ResumeMismatchError, match="configuration changed"):
         run_search(RANDOM, other, 4, digits, BASE, Budget(max_trials=3), store, run, run_dir=str(tmp_path))
     store.close()
@@ -145,7 +145,7 @@ def test_a_changed_search_refuses_to_resume(digits, tmp_path):
 
 # ------------------------------------------------------------------ interruptions that are not the trial's fault
 def _run(digits, run_dir, max_trials, *, batch=1, on_trial=None, max_attempts=3):
-    space = TINY.for_data(digits.input_shape, digits.num_outputs)
+    space = Posed(TINY, Problem.of(digits))
     store = SqliteTrialStore.in_run_dir(run_dir)
     run = store.open_run({"test": 1}, {"name": "digits"}, "random", 3)
     try:
@@ -229,7 +229,7 @@ def test_a_strategy_is_told_each_trials_history_and_feedback_the_same_fresh_or_r
     told = []
     recording = Strategy("recording", RANDOM.init, RANDOM.ask,
                          lambda state, results: (told.extend(results), RANDOM.tell(state, results))[1], RANDOM.done)
-    space = TINY.for_data(digits.input_shape, digits.num_outputs)
+    space = Posed(TINY, Problem.of(digits))
 
     def search(max_trials):
         with SqliteTrialStore.in_run_dir(tmp_path) as store:

@@ -6,12 +6,13 @@ import pickle
 import numpy as np
 import pytest
 
-from nas.search import CONTINUE, FRESH, Budget, TrialResult, run_search
+from nas.search import CONTINUE, FRESH, Budget, Posed, Problem, TrialResult, run_search
 from nas.search.hyperband import (ASHA, HYPERBAND, brackets, max_bracket, promotable, rung_epochs, schedule,
                                   top_k)
 from nas.search.hyperband_space import ChainConfig, ConvStack, HyperbandSpace, build_chain, sample_config
 
-SPACE = HyperbandSpace(max_epochs=27, min_epochs=1, eta=3, max_configs=20).for_data((8, 8, 1), 10)
+SPACE = HyperbandSpace(max_epochs=27, min_epochs=1, eta=3, max_configs=20)
+IMAGES = Problem((8, 8, 1), 10)
 
 
 def _f(c) -> float:
@@ -20,7 +21,7 @@ def _f(c) -> float:
 
 
 def _run(strategy, space, batch=1, seed=0, f=_f):
-    state, log = strategy.init(space, seed), []
+    state, log = strategy.init(Posed(space, IMAGES), seed), []
     while not strategy.done(state):
         state, cands = strategy.ask(state, batch)
         assert cands, "a synchronous caller always gets proposals until the strategy is done"
@@ -83,7 +84,7 @@ def test_successive_halving_keeps_exactly_the_top_n_i_over_eta_and_continues_the
 
 
 def test_failed_trials_are_never_promoted():
-    space = HyperbandSpace(max_epochs=9, eta=3).for_data((8, 8, 1), 10)
+    space = HyperbandSpace(max_epochs=9, eta=3)
     _, log = _run(HYPERBAND, space, f=lambda c: math.inf if c.choices["config"] % 2 else _f(c))
     assert all(c.choices["config"] % 2 == 0 for c in log if c.start == CONTINUE)
 
@@ -98,7 +99,7 @@ def test_hyperband_is_deterministic_and_independent_of_batching():
 
 
 def test_a_rung_waits_for_its_results():
-    state = HYPERBAND.init(SPACE, 0)
+    state = HYPERBAND.init(Posed(SPACE, IMAGES), 0)
     state, first = HYPERBAND.ask(state, 100)
     assert len(first) == 27  # the rung, not more
     state, none = HYPERBAND.ask(state, 5)
@@ -110,7 +111,7 @@ def test_a_rung_waits_for_its_results():
 
 def test_states_pickle_mid_search():
     for strategy in (HYPERBAND, ASHA):
-        state = strategy.init(SPACE, 2)
+        state = strategy.init(Posed(SPACE, IMAGES), 2)
         state, cands = strategy.ask(state, 6)
         state = strategy.tell(state, [TrialResult(c.trial, "done", 0.0, 0.0, 0.0, 0, 1, _f(c)) for c in cands])
         restored = pickle.loads(pickle.dumps(state))
@@ -162,7 +163,7 @@ def test_asha_promotes_exactly_the_top_when_later_configs_are_worse():
 
 
 def test_asha_batches_propose_as_many_jobs_as_asked():
-    state = ASHA.init(SPACE, 0)
+    state = ASHA.init(Posed(SPACE, IMAGES), 0)
     state, first = ASHA.ask(state, 6)
     assert len(first) == 6 and all(c.start == FRESH for c in first)
     state = ASHA.tell(state, [TrialResult(c.trial, "done", 0.0, 0.0, 0.0, 0, 1, float(c.trial)) for c in first])
@@ -191,16 +192,18 @@ def test_skip_chain_builds_valid_ir_with_projections_and_pools():
 def test_sampled_configurations_are_valid_and_reproducible():
     families = set()
     for k in range(40):
-        arch, training, choices = sample_config(SPACE, 0, k)
-        arch.validate(SPACE.input_shape)
+        arch, training, choices = sample_config(SPACE, IMAGES, 0, k)
+        arch.validate(IMAGES.input_shape)
         families.add(choices["family"])
         assert 3e-4 <= training["learning_rate"] <= 1e-2 and training["batch_size"] in SPACE.batch_size
-        assert sample_config(SPACE, 0, k)[0] == arch
+        assert sample_config(SPACE, IMAGES, 0, k)[0] == arch
     assert families == {"chain", "skip_chain", "mlp"}
-    tabular = HyperbandSpace().for_data((20,), 3)
-    assert {sample_config(tabular, 0, k)[2]["family"] for k in range(10)} == {"mlp"}
-    assert SPACE.most_complex().num_params(SPACE.input_shape) >= max(
-        sample_config(SPACE, 0, k)[0].num_params(SPACE.input_shape) for k in range(40))
+    tabular = Problem((20,), 3)
+    assert {sample_config(HyperbandSpace(), tabular, 0, k)[2]["family"] for k in range(10)} == {"mlp"}
+    assert Posed(SPACE, IMAGES).most_complex().num_params(IMAGES.input_shape) >= max(
+        sample_config(SPACE, IMAGES, 0, k)[0].num_params(IMAGES.input_shape) for k in range(40))
+    with pytest.raises(ValueError, match="add 'mlp' to search.space.families"):
+        Posed(HyperbandSpace(families=("chain",)), tabular)
 
 
 def test_top_k_ignores_failed_trials():
@@ -218,14 +221,15 @@ def test_a_promotion_continues_its_parents_training_through_the_engine(digits, t
     from nas.train import TrainConfig, train
 
     space = HyperbandSpace(families=("mlp",), mlp_layers=(1, 1), mlp_width=(16, 32), max_epochs=3, eta=3,
-                           batch_size=(64,), weight_decay=(0.0,)).for_data(digits.input_shape, digits.num_outputs)
+                           batch_size=(64,), weight_decay=(0.0,))
     assert [b.rungs for b in schedule(space)] == [((3, 1), (1, 3)), ((2, 3),)]
     histories = {}
     store = SqliteTrialStore.in_run_dir(str(tmp_path))
     run = store.open_run({"test": "hyperband"}, {"name": "digits"}, "hyperband", 0)
     try:
-        outcome = run_search(HYPERBAND, space, 0, digits, TrainConfig(epochs=1, batch_size=64),
-                             Budget(max_trials=4, batch=3), store, run, run_dir=str(tmp_path),
+        outcome = run_search(HYPERBAND, Posed(space, Problem.of(digits)), 0, digits,
+                             TrainConfig(epochs=1, batch_size=64), Budget(max_trials=4, batch=3), store, run,
+                             run_dir=str(tmp_path),
                              on_trial=lambda c, r, ev: histories.setdefault(c.trial, ev.result.history))
     finally:
         store.close()

@@ -22,6 +22,7 @@ import pytest
 
 from nas.mining import mine_source, write_zoo
 from nas.mining.optimizers import OPTIMIZER_TYPES
+from nas.search import Problem
 from nas.search.evaluator import config_for
 from nas.search.manas import ManasSpace, mined_setup, starting_points
 from nas.search.manas.optimizer_translation import (
@@ -399,8 +400,8 @@ def test_a_mined_model_trains_with_the_optimizer_its_source_compiles_with(name, 
     (model,) = mined.models
     zoo = str(tmp_path / "zoo.sqlite")
     write_zoo(zoo, [model])
-    space = ManasSpace(zoo=zoo, max_models=1, repairs=(), learning_rate=3e-3).for_data((8, 8, 1), 10)
-    (start,), _, _ = starting_points(space)
+    space = ManasSpace(zoo=zoo, max_models=1, repairs=(), learning_rate=3e-3)
+    (start,), _, _ = starting_points(space, Problem((8, 8, 1), 10))
     assert start.setup.optimizer == expected and start.setup.learning_rate is None
     assert dict(start.choices)["optimizer"] == f"mined {name.lower()}"
     assert dict(start.choices)["optimizer_note"] == f"mined {name.lower()}"  # no difference from Keras to note

@@ -23,7 +23,8 @@ from hydra import compose, initialize_config_dir
 from nas.cli import settings
 from nas.compile import init_variables, to_flax
 from nas.mining import mine_corpus, python_files, write_zoo
-from nas.search import FRESH, INHERIT, Budget, TrialResult, run_search
+from nas.search import FRESH, INHERIT, Budget, Posed, Problem, TrialResult, run_search
+from nas.search.autokeras_greedy import family_of
 from nas.search.evaluator import config_for
 from nas.search.manas import (DONE, DROPOUT, MANAS, MATCH, MORPH, ManasSpace, ZooNotFoundError, mined_setup,
                               starting_points)
@@ -48,10 +49,10 @@ def zoo(tmp_path_factory):
     return path
 
 
-def _space(zoo, **changes) -> ManasSpace:
+def _space(zoo, **changes) -> Posed[ManasSpace]:
     base = dict(zoo=zoo, max_models=4, morph_trials=3, initial_epochs=2, epochs=1, learning_rate=3e-3,
                 batch_size=64)
-    return ManasSpace(**{**base, **changes}).for_data(DIGITS, 10)
+    return Posed(ManasSpace(**{**base, **changes}), Problem(DIGITS, 10))
 
 
 def _drive(space, objective, batch=2, seed=0, limit=40):
@@ -72,8 +73,8 @@ def _drive(space, objective, batch=2, seed=0, limit=40):
 
 # ------------------------------------------------------------------ phase 1: matching, adaptation, optimizers
 def test_starting_points_are_matched_adapted_and_repaired_per_arm(zoo):
-    full, skipped, reason = starting_points(_space(zoo, max_models=None))
-    original, _, _ = starting_points(_space(zoo, max_models=None, repairs=(), mined_optimizer=False))
+    full, skipped, reason = starting_points(*_space(zoo, max_models=None))
+    original, _, _ = starting_points(*_space(zoo, max_models=None, repairs=(), mined_optimizer=False))
     assert "G-means" in reason and len(full) >= 4
     for start in full + original:
         assert start.arch.input_node.attrs["shape"] == DIGITS
@@ -91,8 +92,8 @@ def test_starting_points_are_matched_adapted_and_repaired_per_arm(zoo):
 
 
 def test_max_models_keeps_the_closest_intents_first(zoo):
-    every, _, _ = starting_points(_space(zoo, max_models=None))
-    two, _, _ = starting_points(_space(zoo, max_models=2))
+    every, _, _ = starting_points(*_space(zoo, max_models=None))
+    two, _, _ = starting_points(*_space(zoo, max_models=2))
     assert [s.choices for s in two] == [s.choices for s in every[:2]]
 
 
@@ -155,7 +156,7 @@ def test_a_candidates_optimizer_reaches_the_trainer_and_the_store(tmp_path):
 # ------------------------------------------------------------------ the phases
 def test_phases_run_in_order_from_the_incumbent(zoo):
     space = _space(zoo, max_models=2, morph_trials=2)
-    starts, _, _ = starting_points(space)
+    starts, _, _ = starting_points(*space)
     winner = 1  # the second matched model is the best; its dense-dropout variant beats it; morphs never do
 
     def objective(c):
@@ -201,7 +202,7 @@ def test_the_dropout_search_can_follow_the_morph_search(zoo):
 
 def test_a_dropout_rule_that_never_helps_is_none(zoo):
     state, log = _drive(_space(zoo, morph_trials=0), lambda c: 0.5 if c.choices["phase"] == MATCH else 0.7)
-    assert state.dropout_rule == "none" and state.best.trial < len(starting_points(_space(zoo))[0])
+    assert state.dropout_rule == "none" and state.best.trial < len(starting_points(*_space(zoo))[0])
     assert log[-1].choices["phase"] == DROPOUT
 
 
@@ -233,7 +234,7 @@ def test_bad_settings_and_data_are_named(zoo, tmp_path):
     with pytest.raises(ZooNotFoundError, match="nas-mine"):
         MANAS.init(_space(str(tmp_path / "missing.sqlite")), 0)
     with pytest.raises(MatchError, match="image"):
-        ManasSpace(zoo=zoo).for_data((64,), 10)
+        Posed(ManasSpace(zoo=zoo), Problem((64,), 10))
     with pytest.raises(ValueError, match="dropout is decided by search"):
         ManasSpace(repairs=("add_dropout",))
     with pytest.raises(ValueError, match="dropout_rules"):
@@ -251,13 +252,15 @@ def test_the_four_rq2_arms_come_from_config(arm, repairs, mined, dropout, strate
         cfg = compose("search", overrides=[f"search={arm}", f"+search.space.zoo={zoo}" if strategy == "manas"
                                            else "search.seed=0"])
     assert settings.strategy(cfg.search).name == strategy
-    space = settings.search_space(cfg.search, digits)
+    posed = settings.search_space(cfg.search, digits)
+    space = posed.space
+    assert type(space) is settings.strategy(cfg.search).space and posed.problem == Problem.of(digits)
     if strategy == "manas":
         assert (len(space.repairs), space.mined_optimizer, space.dropout) == (repairs, mined, dropout)
-        state = MANAS.init(space, 0)
+        state = MANAS.init(posed, 0)
         assert state.phases[:1] == ((DROPOUT,) if dropout else (MORPH,))
     else:
-        assert space.family == "cnn"
+        assert family_of(space, posed.problem) == "cnn"
     manas = compose_arm("manas")
     assert (space.learning_rate, space.batch_size, space.epochs) == (manas.learning_rate, manas.batch_size,
                                                                    manas.epochs)

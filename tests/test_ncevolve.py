@@ -14,16 +14,17 @@ import pytest
 
 from nas.checkpoint import load_model
 from nas.compile import init_variables, to_flax
-from nas.search import INHERIT, Budget, TrialResult, run_search
+from nas.search import INHERIT, Budget, Posed, Problem, Trained, TrialResult, run_search
 from nas.search.autokeras_greedy import AUTOKERAS_GREEDY, GreedySpace
-from nas.search.ncevolve import (MUTATIONS, NCEVOLVE, Individual, NcEvolveSpace, cell_structure, global_id, mutate,
-                                 template, tournament)
+from nas.search.ncevolve import (MUTATIONS, NCEVOLVE, NcEvolveSpace, cell_structure, global_id, mutate, template,
+                                 tournament)
 from nas.store import SqliteTrialStore
 from nas.train import TrainConfig, evaluate
 
 BASE = TrainConfig(epochs=1, batch_size=64)
 TINY = NcEvolveSpace(cells=2, widths=(4, 6), dense_units=8, population_size=2, initial_epochs=2, epochs=1,
                      learning_rate=3e-3)
+IMAGES = Problem((8, 8, 1), 10)
 
 
 def _variables(arch, shape, seed=0):
@@ -41,9 +42,8 @@ def _close(child, parent, examples):
 # ------------------------------------------------------------------ mutations
 @pytest.mark.parametrize("name", MUTATIONS)
 def test_each_mutation_keeps_the_function_and_every_cell_identical(digits, name):
-    space = NcEvolveSpace(cells=2, widths=(6,), dense_units=8, mutations=(name,)).for_data(
-        digits.input_shape, digits.num_outputs)
-    arch = template(space, 6)
+    space = NcEvolveSpace(cells=2, widths=(6,), dense_units=8, mutations=(name,))
+    arch = template(space, Problem.of(digits), 6)
     variables = _variables(arch, digits.input_shape)
     x, y = digits.x_val[:300], digits.y_val[:300]
     before = evaluate(arch, variables, x, y)
@@ -60,7 +60,7 @@ def test_each_mutation_keeps_the_function_and_every_cell_identical(digits, name)
 
 
 def test_tournament_returns_the_fittest_of_its_sample():
-    population = [Individual(t, None, float(v), None) for t, v in enumerate([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])]
+    population = [Trained(t, None, float(v), None) for t, v in enumerate([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])]
     for seed in range(20):
         picked = tournament(population, 0.3, np.random.default_rng(seed))
         sample = np.random.default_rng(seed).choice(10, size=3, replace=False)
@@ -70,16 +70,16 @@ def test_tournament_returns_the_fittest_of_its_sample():
 
 
 # ------------------------------------------------------------------ strategies without training
-def _drive(strategy, space, seed, objective, generations, batch=2):
+def _drive(strategy, posed, seed, objective, generations, batch=2):
     """Runs ask/tell with synthetic objectives; children report their inherited weights as trained."""
-    state, log = strategy.init(space, seed), []
+    state, log = strategy.init(posed, seed), []
     for _ in range(generations):
         state, cands = strategy.ask(state, batch)
         assert cands
         log.append(cands)
         results = []
         for c in cands:
-            variables = c.variables if c.start == INHERIT else _variables(c.arch, space.input_shape, c.trial)
+            variables = c.variables if c.start == INHERIT else _variables(c.arch, posed.problem.input_shape, c.trial)
             results.append(TrialResult(c.trial, "done", 0.0, 0.0, 1.0, 0, 1, objective(c), variables))
         state = strategy.tell(state, results)
     return state, log
@@ -90,7 +90,7 @@ def _flat(batches):
 
 
 def test_ncevolve_proposals_are_a_function_of_the_seed():
-    space = TINY.for_data((8, 8, 1), 10)
+    space = Posed(TINY, IMAGES)
     f = lambda c: float(c.arch.num_params() % 7)  # noqa: E731
     a, b, other = (_flat(_drive(NCEVOLVE, space, seed, f, 3)[1]) for seed in (5, 5, 6))
     assert [(c.arch.structural_hash(), dict(c.choices), c.parent) for c in a] == \
@@ -102,19 +102,19 @@ def test_ncevolve_proposals_are_a_function_of_the_seed():
 
 
 def test_ncevolve_waits_for_pending_results_and_caps_the_population():
-    space = TINY.for_data((8, 8, 1), 10)
+    space = Posed(TINY, IMAGES)
     state = NCEVOLVE.init(space, 0)
     state, first = NCEVOLVE.ask(state, 5)
     assert len(first) == 2  # the initial population only
     state, more = NCEVOLVE.ask(state, 2)
     assert more == []  # children need the told population
-    capped = NcEvolveSpace(**{**TINY.__dict__, "max_population": 2}).for_data((8, 8, 1), 10)
+    capped = Posed(dataclasses.replace(TINY, max_population=2), IMAGES)
     state, _ = _drive(NCEVOLVE, capped, 0, lambda c: float(c.trial), 3)
     assert [ind.trial for ind in state.population] == [0, 1]  # later (worse) children left
 
 
 def test_greedy_always_morphs_the_best_so_far():
-    space = GreedySpace(channels=(4, 6), dense=(8,), children=2).for_data((8, 8, 1), 10)
+    space = Posed(GreedySpace(channels=(4, 6), dense=(8,), children=2), IMAGES)
     values = [0.5, 0.7, 0.4, 0.6, 0.3, 0.9, 0.8, 0.2, 0.35]
     _, batches = _drive(AUTOKERAS_GREEDY, space, 0, lambda c: values[c.trial], 5)
     assert [len(b) for b in batches] == [1, 2, 2, 2, 2] and batches[0][0].start == "fresh"
@@ -129,7 +129,7 @@ def test_greedy_always_morphs_the_best_so_far():
 
 
 def test_greedy_mlp_morphs_dense_layers(digits):
-    space = GreedySpace(family="mlp", hidden=(16,)).for_data((64,), 10)
+    space = Posed(GreedySpace(family="mlp", hidden=(16,)), Problem((64,), 10))
     log = _flat(_drive(AUTOKERAS_GREEDY, space, 0, lambda c: 1.0 / (c.trial + 1), 5, batch=1)[1])
     x, y = digits.x_val[:200].reshape(200, -1), digits.y_val[:200]
     ops = set()
@@ -146,7 +146,7 @@ def _search(strategy, space, digits, run_dir, max_trials, batch):
     store = SqliteTrialStore.in_run_dir(run_dir)
     run = store.open_run({"test": strategy.name}, {"name": "digits"}, strategy.name, 0)
     try:
-        return run_search(strategy, space.for_data(digits.input_shape, digits.num_outputs), 0, digits, BASE,
+        return run_search(strategy, Posed(space, Problem.of(digits)), 0, digits, BASE,
                           Budget(max_trials=max_trials, batch=batch), store, run, run_dir=str(run_dir))
     finally:
         store.close()

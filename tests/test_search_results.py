@@ -10,25 +10,27 @@ import pytest
 
 from nas.checkpoint import load_model
 from nas.ir import mlp
-from nas.search import (Budget, Objective, ReferenceComplexityError, SearchSpace, best_model, export_artefacts,
-                        reference_complexity, run_search, score_on_test, search_summary)
+from nas.search import (Budget, Objective, Posed, Problem, ReferenceComplexityError, SearchSpace, best_model,
+                        export_artefacts, reference_complexity, run_search, score_on_test, search_summary)
 from nas.search.random_search import RANDOM
 from nas.search.reference import C0_FILENAME
 from nas.store import SqliteTrialStore
 from nas.train import TrainConfig, evaluate
 
 BASE = TrainConfig(epochs=2, batch_size=64)
+DIGITS = Problem((8, 8, 1), 10)
 
 
 class _Space:
-    """The one thing `reference_complexity` asks of a space: its most complex architecture."""
+    """The one thing `reference_complexity` asks of a space: its most complex architecture for the problem."""
 
     def __init__(self, arch, batch_size=None):
         self.arch, self.calls = arch, 0
         if batch_size is not None:
             self.batch_size = batch_size
 
-    def most_complex(self):
+    def most_complex(self, problem):
+        assert problem == DIGITS
         self.calls += 1
         return self.arch
 
@@ -36,43 +38,48 @@ class _Space:
 class _NoSpace:
     """A space that must not be asked: c_0 comes from elsewhere."""
 
-    def most_complex(self):
+    def most_complex(self, problem):
         raise AssertionError("c_0 was measured although it was given or cached")
+
+
+NOT_ASKED = Posed(_NoSpace(), DIGITS)
 
 
 # ------------------------------------------------------------------ reference complexity
 def test_given_c_0_or_no_complexity_weight_measures_nothing(digits, tmp_path):
-    assert reference_complexity(_NoSpace(), digits, BASE, w_c=1.0, complexity="t_tr", c_0=7,
+    assert reference_complexity(NOT_ASKED, digits, BASE, w_c=1.0, complexity="t_tr", c_0=7,
                                 cache_dir=str(tmp_path)) == 7.0
-    assert reference_complexity(_NoSpace(), digits, BASE, w_c=0.0, complexity="t_tr", cache_dir=str(tmp_path)) == 1.0
+    assert reference_complexity(NOT_ASKED, digits, BASE, w_c=0.0, complexity="t_tr", cache_dir=str(tmp_path)) == 1.0
     assert not os.path.exists(tmp_path / C0_FILENAME)
 
 
 def test_num_params_c_0_is_the_most_complex_arch_and_is_cached(digits, tmp_path):
     arch = mlp([64, 32], 10)
     space = _Space(arch)
-    c_0 = reference_complexity(space, digits, BASE, w_c=0.5, complexity="num_params", cache_dir=str(tmp_path))
+    c_0 = reference_complexity(Posed(space, DIGITS), digits, BASE, w_c=0.5, complexity="num_params",
+                               cache_dir=str(tmp_path))
     assert c_0 == float(arch.num_params(digits.input_shape)) and space.calls == 1
     with open(tmp_path / C0_FILENAME) as f:
         assert json.load(f) == {"c_0": c_0, "complexity": "num_params", "arch": arch.name}
     # A resumed run reads it back instead of measuring again.
-    assert reference_complexity(_NoSpace(), digits, BASE, w_c=0.5, complexity="num_params",
+    assert reference_complexity(NOT_ASKED, digits, BASE, w_c=0.5, complexity="num_params",
                                 cache_dir=str(tmp_path)) == c_0
 
 
 def test_t_tr_c_0_is_a_probe_trainings_epoch_time_and_is_cached(digits, tmp_path):
     space = _Space(mlp([16], 10), batch_size=32)
-    c_0 = reference_complexity(space, digits, BASE, w_c=1.0, complexity="t_tr", cache_dir=str(tmp_path))
+    c_0 = reference_complexity(Posed(space, DIGITS), digits, BASE, w_c=1.0, complexity="t_tr",
+                               cache_dir=str(tmp_path))
     assert c_0 > 0 and math.isfinite(c_0)
-    assert reference_complexity(_NoSpace(), digits, BASE, w_c=1.0, complexity="t_tr",
+    assert reference_complexity(NOT_ASKED, digits, BASE, w_c=1.0, complexity="t_tr",
                                 cache_dir=str(tmp_path)) == c_0
 
 
 def test_without_a_cache_dir_nothing_is_written(digits, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = _Space(mlp([8], 10))
-    reference_complexity(space, digits, BASE, w_c=1.0, complexity="num_params")
-    reference_complexity(space, digits, BASE, w_c=1.0, complexity="num_params")
+    reference_complexity(Posed(space, DIGITS), digits, BASE, w_c=1.0, complexity="num_params")
+    reference_complexity(Posed(space, DIGITS), digits, BASE, w_c=1.0, complexity="num_params")
     assert space.calls == 2 and os.listdir(tmp_path) == []
 
 
@@ -81,7 +88,7 @@ def test_a_damaged_c0_json_is_an_error_naming_the_file(digits, tmp_path, text):
     path = tmp_path / C0_FILENAME
     path.write_text(text)
     with pytest.raises(ReferenceComplexityError, match=re.escape(str(path))) as caught:
-        reference_complexity(_NoSpace(), digits, BASE, w_c=1.0, complexity="t_tr", cache_dir=str(tmp_path))
+        reference_complexity(NOT_ASKED, digits, BASE, w_c=1.0, complexity="t_tr", cache_dir=str(tmp_path))
     assert isinstance(caught.value, ValueError) and "search.objective.c_0" in str(caught.value)
     assert path.read_text() == text  # left for the user to inspect
 
@@ -90,8 +97,8 @@ def test_a_damaged_c0_json_is_an_error_naming_the_file(digits, tmp_path, text):
 @pytest.fixture(scope="module")
 def searched(digits, tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("search"))
-    space = SearchSpace(families=("mlp",), mlp_layers=(1, 1), mlp_width=(16, 48), batchnorm=(False,),
-                        dropout=(0.0,)).for_data(digits.input_shape, digits.num_outputs)
+    space = Posed(SearchSpace(families=("mlp",), mlp_layers=(1, 1), mlp_width=(16, 48), batchnorm=(False,),
+                              dropout=(0.0,)), Problem.of(digits))
     objective = Objective(w_c=0.1, complexity="num_params", c_0=1e4)
     store = SqliteTrialStore.in_run_dir(run_dir)
     try:

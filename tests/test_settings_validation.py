@@ -37,7 +37,8 @@ BAD = [
     (TrainConfig, "optimizer", {"name": "adam"}, "optimizer", "of type OptimizerConfig"),
     (TrainConfig, "schedule", "step", "schedule", "of type ScheduleConfig"),
     (TrainConfig, "limits", None, "limits", "of type SizeLimits"),
-    (OptimizerConfig, "name", "adagrad", "optimizer.name", "one of ['sgd', 'adam', 'adamw', 'rmsprop']"),
+    (OptimizerConfig, "name", "adagrd", "optimizer.name",
+     "one of ['sgd', 'adam', 'adamw', 'rmsprop', 'adagrad', 'adadelta', 'adamax', 'nadam', 'ftrl']"),
     (OptimizerConfig, "learning_rate", -1, "optimizer.learning_rate", "a finite number >= 0"),
     (OptimizerConfig, "learning_rate", float("nan"), "optimizer.learning_rate", "a finite number >= 0"),
     (OptimizerConfig, "learning_rate", float("inf"), "optimizer.learning_rate", "a finite number >= 0"),
@@ -98,7 +99,7 @@ def test_defaults_are_valid_and_numbers_are_normalised():
 
 def test_search_code_that_derives_configs_still_works(digits):
     """The evaluator derives every trial's config with dataclasses.replace: proposals stay valid."""
-    from nas.search import SearchSpace
+    from nas.search import Posed, Problem, SearchSpace
     from nas.search.evaluator import config_for
     from nas.search.hyperband import HYPERBAND
     from nas.search.hyperband_space import HyperbandSpace
@@ -106,7 +107,7 @@ def test_search_code_that_derives_configs_still_works(digits):
 
     base = TrainConfig(epochs=3, batch_size=64, patience=2)
     for strategy, space in [(RANDOM, SearchSpace()), (SOBOL, SearchSpace()), (HYPERBAND, HyperbandSpace())]:
-        state = strategy.init(space.for_data(digits.input_shape, digits.num_outputs), 0)
+        state = strategy.init(Posed(space, Problem.of(digits)), 0)
         _, candidates = strategy.ask(state, 6)
         for c in candidates:
             config = config_for(c, base)

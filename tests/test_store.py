@@ -359,11 +359,11 @@ def test_export_round_trip(store, run, tmp_path, write, read):
 # ------------------------------------------------------------------ adapters
 def test_adapters_round_trip_a_candidate_and_a_train_result(store, run):
     np = pytest.importorskip("numpy")
-    from nas.search import Candidate, SearchSpace, sample
+    from nas.search import Candidate, Problem, SearchSpace, sample
     from nas.search.trial_records import candidate_from_trial, outcome_from_result, plan_from_candidate
     from nas.train import TrainConfig, TrainResult
 
-    arch, lr, choices = sample(SearchSpace(), np.random.default_rng(3), 10, (8, 8, 1))
+    arch, lr, choices = sample(SearchSpace(), Problem((8, 8, 1), 10), np.random.default_rng(3))
     candidate = Candidate(4, arch, lr, choices, weight_decay=1e-4, batch_size=32, epochs=3)
     store.enqueue(run, [plan_from_candidate(candidate)])
     trial = store.claim_next(run)

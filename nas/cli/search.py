@@ -46,10 +46,17 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _fingerprint_config(cfg: DictConfig) -> dict:
-    """What identifies a run: budgets may grow on resume, so they are left out."""
+def _fingerprint_config(cfg: DictConfig, strategy) -> dict:
+    """What identifies a run: budgets may grow on resume, so they are left out.
+
+    Configs named the space class beside the strategy (``space_class``) until
+    strategies named their own; the fingerprint keeps that key, spelled as
+    they did, so runs stored before still resume and an unchanged config
+    keeps its fingerprint.
+    """
     search = {k: v for k, v in settings.plain(cfg.search).items()
               if k not in ("max_trials", "max_time", "target", "max_attempts")}
+    search["space_class"] = f"{strategy.space.__module__}.{strategy.space.__qualname__}"
     return {"search": search, "train": settings.plain(cfg.train), "optimizer": settings.plain(cfg.optimizer),
             "schedule": settings.plain(cfg.schedule)}
 
@@ -106,7 +113,7 @@ def _search(cfg: DictConfig, directory: str) -> dict:
     logger = RunLogger(settings.logger_config(cfg.logger), directory, settings.plain(cfg), job="search")
     store = SqliteTrialStore.in_run_dir(directory)
     try:
-        search_run = store.open_run(_fingerprint_config(cfg), data.metadata() | {"data_args": data_args},
+        search_run = store.open_run(_fingerprint_config(cfg, strategy), data.metadata() | {"data_args": data_args},
                                     strategy.name, int(cfg.search.seed), resume=True)
         done_before = store.counts(search_run).finished
         bar = tqdm(total=budget.max_trials, initial=0, desc=f"{strategy.name} trials", unit="trial",

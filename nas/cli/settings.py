@@ -13,7 +13,7 @@ from nas.ir import Arch, builtin, cnn, mlp
 from nas.ir.errors import IRError
 from hydra.utils import get_object
 
-from nas.search import Budget, Objective, Strategy
+from nas.search import Budget, Objective, Posed, Problem, Strategy
 from nas.tracking import LoggerConfig
 from nas.train import OptimizerConfig, ScheduleConfig, TrainConfig
 
@@ -151,16 +151,36 @@ def logger_config(cfg: DictConfig) -> LoggerConfig:
 
 
 def strategy(cfg: DictConfig) -> Strategy:
-    """The `Strategy` object a search config names (``strategy: module.NAME``)."""
+    """The `Strategy` object a search config names (``strategy: module.NAME``); it names its space class.
+
+    Raises:
+      SettingsError: the config names ``space_class``, a key that is gone
+        (the strategy names its space; the message says which), or the
+        strategy names no space class for the ``space`` node to build.
+    """
     found = get_object(cfg.strategy)
     if not isinstance(found, Strategy):
         raise ValueError(f"search.strategy {cfg.strategy!r} is a {type(found).__name__}, not a nas.search.Strategy")
+    if found.space is None:
+        raise SettingsError(f"search.strategy {cfg.strategy!r} names no space class (Strategy.space), so the "
+                            "config's space node cannot be built; give the strategy space=<its space spec class>")
+    if "space_class" in cfg:
+        space = found.space
+        raise SettingsError(f"search.space_class is gone: the strategy names its space ({cfg.strategy} searches "
+                            f"{space.__module__}.{space.__qualname__}); remove space_class from the search config "
+                            "and keep its space: settings")
     return found
 
 
-def search_space(cfg: DictConfig, data: Dataset) -> Any:
-    """The strategy's space spec (``space_class``) from ``space``, sized for `data`."""
-    return _typed(get_object(cfg.space_class), cfg.space).for_data(data.input_shape, data.num_outputs)
+def search_space(cfg: DictConfig, data: Dataset) -> Posed:
+    """The strategy's space spec (`Strategy.space`) from ``space``, posed on `data`'s problem.
+
+    Raises:
+      SettingsError: ``space`` has a key the spec does not know.
+      ValueError: the space cannot search this data (e.g. a CNN-only space
+        on tabular data); the message names the shape.
+    """
+    return Posed(_typed(strategy(cfg).space, cfg.space), Problem.of(data))
 
 
 def objective(cfg: DictConfig, c_0: float) -> Objective:

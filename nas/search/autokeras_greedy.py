@@ -24,7 +24,9 @@ import numpy as np
 
 from nas.ir import Arch, cnn, mlp
 from nas.morph import MorphError, deepen, random_morph, tensor_activation
+from nas.search.problem import Posed, Problem
 from nas.search.strategy import FRESH, INHERIT, Candidate, Strategy, TrialResult, seed_of
+from nas.search.trained import Trained
 
 CNN_MORPHS = ("widen_filters", "widen_dense", "insert_conv", "insert_skip")
 MLP_MORPHS = ("widen_dense", "insert_dense")
@@ -36,8 +38,8 @@ class GreedySpace:
     """The default model and the greedy loop's settings.
 
     Attributes:
-      input_shape, num_outputs: the dataset's (set at the edge).
-      family: ``cnn``, ``mlp`` or ``auto`` (a CNN for (h, w, c) images, else an MLP).
+      family: ``cnn`` (image data only), ``mlp`` or ``auto`` (a CNN for
+        (h, w, c) images, else an MLP; `family_of`).
       channels, dense: the default CNN's conv channels (2x max pooling after
         every conv but the last, then global average pooling) and hidden
         Dense widths.
@@ -48,8 +50,6 @@ class GreedySpace:
       learning_rate, batch_size: None takes the run's base settings.
     """
 
-    input_shape: tuple[int, ...] | None = None
-    num_outputs: int | None = None
     family: str = "auto"
     channels: tuple[int, ...] = (16, 32)
     dense: tuple[int, ...] = (32,)
@@ -66,24 +66,27 @@ class GreedySpace:
         if self.children < 1:
             raise ValueError(f"children must be >= 1, got {self.children}")
 
-    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "GreedySpace":
-        family = self.family
-        if family == "auto":
-            family = "cnn" if len(input_shape) == 3 else "mlp"
-        if family == "cnn" and len(input_shape) != 3:
-            raise ValueError(f"the CNN default model needs (h, w, c) images; the data has shape {tuple(input_shape)}")
-        return dataclasses.replace(self, family=family, input_shape=tuple(int(d) for d in input_shape),
-                                   num_outputs=int(num_outputs))
+    def check(self, problem: Problem) -> None:
+        """The CNN default model needs image data."""
+        if self.family == "cnn" and not problem.image:
+            raise ValueError(f"the CNN default model needs (h, w, c) images; the data has shape {problem.input_shape}")
 
-    def most_complex(self) -> Arch:
+    def most_complex(self, problem: Problem) -> Arch:
         """The default model (the search only grows it: give c_0 when w_c > 0)."""
-        return default_model(self)
+        return default_model(self, problem)
 
 
-def default_model(space: GreedySpace) -> Arch:
-    if space.family == "mlp":
-        return mlp(space.hidden, space.num_outputs, input_shape=space.input_shape, name="autokeras-mlp")
-    return cnn(space.channels, space.num_outputs, input_shape=space.input_shape,
+def family_of(space: GreedySpace, problem: Problem) -> str:
+    """``cnn`` or ``mlp``: the space's family, ``auto`` resolved by the data (images get the CNN)."""
+    if space.family == "auto":
+        return "cnn" if problem.image else "mlp"
+    return space.family
+
+
+def default_model(space: GreedySpace, problem: Problem) -> Arch:
+    if family_of(space, problem) == "mlp":
+        return mlp(space.hidden, problem.num_outputs, input_shape=problem.input_shape, name="autokeras-mlp")
+    return cnn(space.channels, problem.num_outputs, input_shape=problem.input_shape,
                downsample_after=range(len(space.channels) - 1), dense=space.dense, name="autokeras-cnn")
 
 
@@ -104,9 +107,9 @@ def _insert_dense(arch: Arch, variables: Any, rng: np.random.Generator, key: jax
     return child, child_vars, {"op": "insert_dense", "node": site}
 
 
-def morph(arch: Arch, variables: Any, space: GreedySpace, key: jax.Array) -> tuple[Arch, Any, dict]:
-    """One random function-preserving morph of the family's set: (child, variables, record)."""
-    if space.family == "cnn":
+def morph(arch: Arch, variables: Any, family: str, key: jax.Array) -> tuple[Arch, Any, dict]:
+    """One random function-preserving morph of the family's set (``cnn`` or ``mlp``): (child, variables, record)."""
+    if family == "cnn":
         return random_morph(arch, variables, key, allowed=CNN_MORPHS)
     choose_key, morph_key = jax.random.split(key)
     rng = np.random.default_rng(np.asarray(jax.random.randint(choose_key, (2,), 0, 2**31 - 1)).tolist())
@@ -121,51 +124,42 @@ def morph(arch: Arch, variables: Any, space: GreedySpace, key: jax.Array) -> tup
 
 
 @dataclasses.dataclass(frozen=True)
-class Incumbent:
-    """The best trained model so far (its weights as host arrays)."""
-
-    trial: int
-    arch: Arch
-    objective: float
-    variables: Any = dataclasses.field(compare=False, repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
 class GreedyState:
     """Where the greedy search is.
 
     Attributes:
+      space, problem, seed: as given to `init`.
       pending: (trial, arch) of proposals not told yet.
       best: the incumbent the next children morph.
       history: (trial, parent, objective) of every told trial.
     """
 
     space: GreedySpace
+    problem: Problem
     seed: int
     next_trial: int = 0
     pending: tuple[tuple[int, Arch, int | None], ...] = ()
-    best: Incumbent | None = None
+    best: Trained | None = None
     history: tuple[tuple[int, int | None, float], ...] = ()
 
 
-def init(space: GreedySpace, key) -> GreedyState:
-    if space.input_shape is None or space.num_outputs is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
-    return GreedyState(space, seed_of(key))
+def init(posed: Posed[GreedySpace], key) -> GreedyState:
+    space, problem = posed
+    return GreedyState(space, problem, seed_of(key))
 
 
 def ask(state: GreedyState, n: int) -> tuple[GreedyState, list[Candidate]]:
     """The default model first; then up to `children` morphs of the best once every proposal is told."""
     space, out = state.space, []
     if state.next_trial == 0 and n > 0:
-        out.append(Candidate(0, default_model(space), space.learning_rate, {"model": "default"},
+        out.append(Candidate(0, default_model(space, state.problem), space.learning_rate, {"model": "default"},
                              batch_size=space.batch_size, epochs=space.initial_epochs, start=FRESH))
     elif not state.pending and state.best is not None:
         best = state.best
         for trial in range(state.next_trial, state.next_trial + min(n, space.children)):
             key = jax.random.fold_in(jax.random.key(state.seed), trial)
             try:
-                arch, variables, record = morph(best.arch, best.variables, space, key)
+                arch, variables, record = morph(best.arch, best.variables, family_of(space, state.problem), key)
             except MorphError:
                 break  # the best cannot grow: propose fewer (none ends the search)
             out.append(Candidate(trial, arch.replace_nodes(arch.nodes, name=f"autokeras-t{trial}"),
@@ -185,10 +179,7 @@ def tell(state: GreedyState, results: Sequence[TrialResult]) -> GreedyState:
         if r.trial not in archs:
             raise ValueError(f"trial {r.trial} was not proposed by this search state (or was told already)")
         if r.ok and (best is None or r.objective < best.objective):
-            if r.variables is None:
-                raise ValueError(f"trial {r.trial}: the greedy search needs the trained weights "
-                                 "(Strategy.needs_weights)")
-            best = Incumbent(r.trial, archs[r.trial], float(r.objective), jax.device_get(r.variables))
+            best = Trained.of(r, archs[r.trial], "the greedy search")
         history.append((r.trial, parents[r.trial], float(r.objective)))
     told = {r.trial for r in results}
     return dataclasses.replace(state, pending=tuple(p for p in state.pending if p[0] not in told),
@@ -200,4 +191,10 @@ def done(state: GreedyState) -> bool:
     return state.next_trial > 0 and not state.pending and state.best is None
 
 
-AUTOKERAS_GREEDY = Strategy("autokeras_greedy", init, ask, tell, done, needs_weights=True)
+AUTOKERAS_GREEDY = Strategy("autokeras_greedy", init, ask, tell, done, needs_weights=True, space=GreedySpace)
+
+
+def __getattr__(name: str):
+    if name == "Incumbent":  # one record for what every strategy keeps of a trained model
+        raise ImportError("nas.search.autokeras_greedy.Incumbent moved to nas.search.trained.Trained")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

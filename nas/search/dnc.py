@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from nas.ir import Arch
 from nas.search import bo
 from nas.search.dnc_arch import CnnConfig, MlpConfig, build_cnn, build_mlp, downsampling_sites
+from nas.search.problem import Posed, Problem
 from nas.search.strategy import Candidate, Strategy, TrialResult, seed_of
 
 FAMILIES = ("mlp", "cnn")
@@ -46,8 +47,7 @@ class DncSpace:
     """Deep-n-Cheap's search space and stage settings (defaults: the paper's, section 3).
 
     Attributes:
-      family: ``mlp`` or ``cnn``.
-      input_shape, num_outputs: the dataset's (set at the edge).
+      family: ``mlp``, or ``cnn`` (image data only).
       mlp_layers, mlp_width: hidden layers and widths (FMNIST: 0-2, 20-400).
       mlp_dropout: stage-1 dropout after every hidden layer.
       mlp_dropout_grid: stage-2 grid of dropout rates.
@@ -72,8 +72,6 @@ class DncSpace:
     """
 
     family: str = "mlp"
-    input_shape: tuple[int, ...] | None = None
-    num_outputs: int | None = None
     mlp_layers: tuple[int, int] = (0, 2)
     mlp_width: tuple[int, int] = (20, 400)
     mlp_dropout: float = 0.2
@@ -113,14 +111,14 @@ class DncSpace:
         if 1 not in self.stages or not set(self.stages) <= {1, 2, 3}:
             raise ValueError(f"stages must include 1 and be a subset of (1, 2, 3), got {self.stages}")
 
-    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "DncSpace":
-        if self.family == "cnn" and len(input_shape) != 3:
-            raise ValueError(f"the CNN space needs (h, w, c) images; the data has shape {tuple(input_shape)}")
-        return dataclasses.replace(self, input_shape=tuple(int(d) for d in input_shape), num_outputs=int(num_outputs))
+    def check(self, problem: Problem) -> None:
+        """The CNN family needs image data."""
+        if self.family == "cnn" and not problem.image:
+            raise ValueError(f"the CNN space needs (h, w, c) images; the data has shape {problem.input_shape}")
 
-    def most_complex(self) -> Arch:
+    def most_complex(self, problem: Problem) -> Arch:
         """The deepest, widest configuration: Deep-n-Cheap's reference for c_0."""
-        return most_complex(self)
+        return most_complex(self, problem)
 
 
 def stage1_space(space: DncSpace) -> bo.Space:
@@ -148,10 +146,11 @@ def stage3_space(space: DncSpace) -> bo.Space:
     ))
 
 
-def build(space: DncSpace, config: MlpConfig | CnnConfig) -> Arch:
+def build(space: DncSpace, problem: Problem, config: MlpConfig | CnnConfig) -> Arch:
+    """The IR of a configuration, sized for the problem."""
     if isinstance(config, MlpConfig):
-        return build_mlp(config, space.num_outputs, space.input_shape)
-    return build_cnn(config, space.num_outputs, space.input_shape, space.cnn_thresholds)
+        return build_mlp(config, problem.num_outputs, problem.input_shape)
+    return build_cnn(config, problem.num_outputs, problem.input_shape, space.cnn_thresholds)
 
 
 def preset_weight_decay(space: DncSpace, num_params: int) -> float:
@@ -159,15 +158,15 @@ def preset_weight_decay(space: DncSpace, num_params: int) -> float:
     return num_params / space.wd_scale if num_params >= space.wd_threshold else 0.0
 
 
-def most_complex(space: DncSpace) -> Arch:
+def most_complex(space: DncSpace, problem: Problem) -> Arch:
     """The space's most complex configuration (deepest, widest): Deep-n-Cheap's reference for c_0."""
     if space.family == "mlp":
-        return build(space, MlpConfig((space.mlp_width[1],) * space.mlp_layers[1], space.mlp_dropout))
+        return build(space, problem, MlpConfig((space.mlp_width[1],) * space.mlp_layers[1], space.mlp_dropout))
     channels, c = [], space.cnn_channels[1]
     for _ in range(space.cnn_layers[1]):
         channels.append(c)
         c = min(2 * c, space.cnn_max_channels)
-    return build(space, _stage1_cnn(space, tuple(channels)))
+    return build(space, problem, _stage1_cnn(space, tuple(channels)))
 
 
 def _stage1_cnn(space: DncSpace, channels: tuple[int, ...]) -> CnnConfig:
@@ -192,7 +191,7 @@ class DncState:
     """Where the three-stage search is.
 
     Attributes:
-      space, seed: as given to `init`.
+      space, problem, seed: as given to `init`.
       stage: ``1``, ``2:<sub-stage>`` or ``3``; ``done`` at the end.
       bo_state: the current BO stage's optimiser state.
       grid: the current stage-2 sub-stage's configurations still to ask.
@@ -203,6 +202,7 @@ class DncState:
     """
 
     space: DncSpace
+    problem: Problem
     seed: int
     stage: str = "1"
     bo_state: Any = None
@@ -221,12 +221,11 @@ def _stage_substages(space: DncSpace) -> tuple[str, ...]:
     return ("2:dropout",) if space.family == "mlp" else ("2:downsampling", "2:bn", "2:dropout", "2:shortcuts")
 
 
-def init(space: DncSpace, key) -> DncState:
-    if space.input_shape is None or space.num_outputs is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
+def init(posed: Posed[DncSpace], key) -> DncState:
+    space, problem = posed
     seed = seed_of(key)
-    return DncState(space, seed, "1", bo.init(stage1_space(space), seed, n_initial=space.n_initial,
-                                               n_candidates=space.n_candidates))
+    return DncState(space, problem, seed, "1", bo.init(stage1_space(space), seed, n_initial=space.n_initial,
+                                                        n_candidates=space.n_candidates))
 
 
 def _pending(state: DncState) -> list[Entry]:
@@ -257,7 +256,7 @@ def _grid(state: DncState, substage: str) -> tuple:
     if substage == "2:dropout" and isinstance(base, MlpConfig):
         return tuple(dataclasses.replace(base, dropout=float(r)) for r in space.mlp_dropout_grid)
     if substage == "2:downsampling":
-        n = len(downsampling_sites(base.channels, space.cnn_thresholds, space.input_shape))
+        n = len(downsampling_sites(base.channels, space.cnn_thresholds, state.problem.input_shape))
         return tuple(dataclasses.replace(base, downsampling=combo)
                      for combo in itertools.product(("maxpool", "stride"), repeat=n))
     if substage == "2:bn":
@@ -275,7 +274,8 @@ def _grid(state: DncState, substage: str) -> tuple:
 
 def _preset_training(state: DncState, arch: Arch) -> tuple[float, float, int]:
     space = state.space
-    return (space.learning_rate, preset_weight_decay(space, arch.num_params(space.input_shape)), space.batch_size)
+    return (space.learning_rate, preset_weight_decay(space, arch.num_params(state.problem.input_shape)),
+            space.batch_size)
 
 
 def _best(entries: Sequence[Entry]) -> Entry | None:
@@ -330,11 +330,11 @@ def ask(state: DncState, n: int) -> tuple[DncState, list[Candidate]]:
             state = dataclasses.replace(state, bo_state=bo_state)
             if state.stage == "1":
                 arch_config = _stage1_config(space, bo_config)
-                arch = build(space, arch_config)
+                arch = build(space, state.problem, arch_config)
                 training = _preset_training(state, arch)
             else:
                 arch_config = state.entry(state.incumbent).config
-                arch = build(space, arch_config)
+                arch = build(space, state.problem, arch_config)
                 wd = bo_config["weight_decay"] if bo_config["weight_decay"] >= space.wd_zero_below else 0.0
                 training = (float(bo_config["learning_rate"]), float(wd), int(bo_config["batch_size"]))
         else:
@@ -342,7 +342,7 @@ def ask(state: DncState, n: int) -> tuple[DncState, list[Candidate]]:
                 break
             arch_config = state.grid[0]
             state = dataclasses.replace(state, grid=state.grid[1:])
-            arch = build(space, arch_config)
+            arch = build(space, state.problem, arch_config)
             training = _preset_training(state, arch)
         entry = Entry(trial, state.stage, arch_config, training, bo_config=bo_config)
         state = dataclasses.replace(state, entries=state.entries + (entry,), next_trial=trial + 1)
@@ -372,4 +372,4 @@ def best(state: DncState) -> Entry | None:
     return _best(state.entries)
 
 
-DNC = Strategy("dnc", init, ask, tell, done)
+DNC = Strategy("dnc", init, ask, tell, done, space=DncSpace)

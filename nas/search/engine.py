@@ -174,7 +174,8 @@ def run_search(
     """Runs (or resumes) `strategy` until a budget or the strategy ends.
 
     Args:
-      strategy, space, key: what proposes; `strategy.init(space, key)`.
+      strategy, space, key: what proposes; `strategy.init(space, key)`, where
+        `space` is a `nas.search.Posed` (the strategy's space spec on its `Problem`).
       dataset, base: the data and the training settings proposals don't set.
       budget: trials, time, target and batch size.
       store, run: where trials live (`store.open_run` with resume semantics).

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from nas.ir import Arch
 from nas.search.hyperband_space import HyperbandSpace, sample_config
+from nas.search.problem import Posed, Problem
 from nas.search.strategy import CONTINUE, FRESH, Candidate, Strategy, TrialResult, seed_of
 
 
@@ -110,8 +111,8 @@ class Record:
     objective: float | None = None
 
 
-def _new_config(space: HyperbandSpace, seed: int, index: int) -> Config:
-    arch, training, choices = sample_config(space, seed, index)
+def _new_config(space: HyperbandSpace, problem: Problem, seed: int, index: int) -> Config:
+    arch, training, choices = sample_config(space, problem, seed, index)
     return Config(index, arch, training, choices)
 
 
@@ -146,7 +147,7 @@ class HyperbandState:
     """Where Hyperband is.
 
     Attributes:
-      space, seed: as given to `init`.
+      space, problem, seed: as given to `init`.
       bracket, rung: the current bracket's position in `schedule` and its rung;
         ``bracket == len(schedule)`` once every bracket has finished.
       filled: whether the current rung's configurations were chosen.
@@ -156,6 +157,7 @@ class HyperbandState:
     """
 
     space: HyperbandSpace
+    problem: Problem
     seed: int
     bracket: int = 0
     rung: int = 0
@@ -169,14 +171,9 @@ class HyperbandState:
         return len(self.records)
 
 
-def _check(space: HyperbandSpace) -> None:
-    if space.input_shape is None or space.num_outputs is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
-
-
-def hyperband_init(space: HyperbandSpace, key) -> HyperbandState:
-    _check(space)
-    return HyperbandState(space, seed_of(key))
+def hyperband_init(posed: Posed[HyperbandSpace], key) -> HyperbandState:
+    space, problem = posed
+    return HyperbandState(space, problem, seed_of(key))
 
 
 def _rung_records(state: HyperbandState, bracket: int, rung: int) -> list[Record]:
@@ -188,7 +185,8 @@ def _fill(state: HyperbandState, plan: tuple[Bracket, ...]) -> HyperbandState:
     rungs = plan[state.bracket].rungs
     if state.rung == 0:
         start = len(state.configs)
-        configs = tuple(_new_config(state.space, state.seed, k) for k in range(start, start + rungs[0][0]))
+        configs = tuple(_new_config(state.space, state.problem, state.seed, k)
+                        for k in range(start, start + rungs[0][0]))
         return dataclasses.replace(state, configs=state.configs + configs,
                                    queue=tuple((c.index, None) for c in configs), filled=True)
     # Algorithm 1: keep the top floor(n_i / eta) of rung i, with n_i the schedule's (failed trials never count).
@@ -241,23 +239,24 @@ class AshaState:
     """Where ASHA is.
 
     Attributes:
-      space, seed: as given to `init` (`space.max_configs` bounds the
-        configurations started).
+      space, problem, seed: as given to `init` (`space.max_configs` bounds
+        the configurations started).
       configs: every configuration started, by index.
       records: every trial so far.
       promoted: trials already promoted to the next rung.
     """
 
     space: HyperbandSpace
+    problem: Problem
     seed: int
     configs: tuple[Config, ...] = ()
     records: tuple[Record, ...] = ()
     promoted: frozenset[int] = frozenset()
 
 
-def asha_init(space: HyperbandSpace, key) -> AshaState:
-    _check(space)
-    return AshaState(space, seed_of(key))
+def asha_init(posed: Posed[HyperbandSpace], key) -> AshaState:
+    space, problem = posed
+    return AshaState(space, problem, seed_of(key))
 
 
 def promotable(state: AshaState) -> Record | None:
@@ -287,7 +286,7 @@ def asha_ask(state: AshaState, n: int) -> tuple[AshaState, list[Candidate]]:
                             parent.trial)
             state = dataclasses.replace(state, promoted=state.promoted | {parent.trial})
         elif len(state.configs) < state.space.max_configs:
-            config = _new_config(state.space, state.seed, len(state.configs))
+            config = _new_config(state.space, state.problem, state.seed, len(state.configs))
             record = Record(len(state.records), config.index, 0, 0, epochs[0])
             state = dataclasses.replace(state, configs=state.configs + (config,))
         else:
@@ -309,8 +308,9 @@ def asha_done(state: AshaState) -> bool:
 
 # needs_weights: promotions continue from their parent's weights, so the engine must checkpoint every trial
 # (with needs_weights False it checkpoints only trials on the Pareto front when they finish).
-HYPERBAND = Strategy("hyperband", hyperband_init, hyperband_ask, hyperband_tell, hyperband_done, needs_weights=True)
-ASHA = Strategy("asha", asha_init, asha_ask, asha_tell, asha_done, needs_weights=True)
+HYPERBAND = Strategy("hyperband", hyperband_init, hyperband_ask, hyperband_tell, hyperband_done, needs_weights=True,
+                     space=HyperbandSpace)
+ASHA = Strategy("asha", asha_init, asha_ask, asha_tell, asha_done, needs_weights=True, space=HyperbandSpace)
 
 __all__ = ["ASHA", "AshaState", "Bracket", "Config", "HYPERBAND", "HyperbandState", "Record", "best", "brackets",
            "epochs_at", "max_bracket", "promotable", "rung_epochs", "schedule", "top_k"]

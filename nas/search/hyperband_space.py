@@ -12,9 +12,10 @@ Two of NeuNetS's model representations, plus an MLP for non-image data:
 
 The training hyperparameters (learning rate, weight decay, batch size) are
 searched jointly with the architecture. A configuration is a point u of the
-unit cube mapped by `from_unit`, so it is a deterministic function of the
-point (as in `nas.search.space`). The resource schedule (epochs R, r_min and
-eta) lives here too: it is part of what a run searches over.
+unit cube mapped by `config_from_unit`, so it is a deterministic function of
+the point (as in `nas.search.space`); the data's shape and output count come
+from the `Problem` the space is posed on. The resource schedule (epochs R,
+r_min and eta) lives here too: it is part of what a run searches over.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nas.ir import Arch, Attrs, Node, mlp
+from nas.search.problem import Problem
 from nas.search.space import int_from_unit, log_from_unit, pick_from_unit
 
 FAMILIES = ("chain", "skip_chain", "mlp")
@@ -103,7 +105,6 @@ class HyperbandSpace:
         (epochs are the resource).
       max_configs: configurations ASHA starts before it only promotes
         (Hyperband's brackets fix their own number).
-      input_shape, num_outputs: the dataset's (set at the edge, `for_data`).
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -123,8 +124,6 @@ class HyperbandSpace:
     min_epochs: int = 1
     eta: int = 3
     max_configs: int = 27
-    input_shape: tuple[int, ...] | None = None
-    num_outputs: int | None = None
 
     def __post_init__(self):
         unknown = set(self.families) - set(FAMILIES)
@@ -141,22 +140,19 @@ class HyperbandSpace:
             if not 1 <= low <= high:
                 raise ValueError(f"{name} must be a range [low, high] with 1 <= low <= high, got {[low, high]}")
 
-    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "HyperbandSpace":
-        """This space sized for a dataset; images keep every family, other data only ``mlp``."""
-        shape = tuple(int(d) for d in input_shape)
-        if len(shape) != 3 and "mlp" not in self.families:
-            raise ValueError(f"families {list(self.families)} need (h, w, c) images; the data has shape {shape}; "
-                             "add 'mlp' to search.space.families")
-        return dataclasses.replace(self, input_shape=shape, num_outputs=int(num_outputs))
+    def check(self, problem: Problem) -> None:
+        """Images keep every family, other data only ``mlp``."""
+        if not self.eligible_families(problem):
+            raise ValueError(f"families {list(self.families)} need (h, w, c) images; the data has shape "
+                             f"{problem.input_shape}; add 'mlp' to search.space.families")
 
-    def eligible_families(self) -> tuple[str, ...]:
-        image = self.input_shape is not None and len(self.input_shape) == 3
-        return tuple(f for f in self.families if f == "mlp" or image)
+    def eligible_families(self, problem: Problem) -> tuple[str, ...]:
+        return tuple(f for f in self.families if f == "mlp" or problem.image)
 
-    def most_complex(self) -> Arch:
+    def most_complex(self, problem: Problem) -> Arch:
         """The largest configuration of any eligible family, by parameters (Deep-n-Cheap's c_0 reference)."""
         largest = []
-        for family in self.eligible_families():
+        for family in self.eligible_families(problem):
             if family == "mlp":
                 config = MlpConfig((self.mlp_width[1],) * self.mlp_layers[1], batchnorm=max(self.batchnorm))
             else:
@@ -165,8 +161,8 @@ class HyperbandSpace:
                     tuple(ConvStack(max(self.kernel_sizes), "conv" if "conv" in self.conv_types else self.conv_types[0],
                                     self.channels[1], 0 if skip and j else None) for j in range(self.stacks[1]))
                     for _ in range(self.components[1])), batchnorm=max(self.batchnorm))
-            largest.append(build(self, config))
-        return max(largest, key=lambda a: a.num_params(self.input_shape))
+            largest.append(build(problem, config))
+        return max(largest, key=lambda a: a.num_params(problem.input_shape))
 
     @property
     def block_dim(self) -> int:
@@ -179,18 +175,17 @@ class HyperbandSpace:
         return 7 + max(self.components[1], self.mlp_layers[1]) * self.block_dim
 
 
-def config_from_unit(space: HyperbandSpace, u: Sequence[float]) -> tuple[str, ChainConfig | MlpConfig, dict[str, Any]]:
+def config_from_unit(space: HyperbandSpace, problem: Problem, u: Sequence[float]
+                     ) -> tuple[str, ChainConfig | MlpConfig, dict[str, Any]]:
     """The architecture configuration and training settings of one unit-cube point.
 
     Returns:
       (family, config, training) with training = {learning_rate, weight_decay, batch_size}.
     """
-    if space.input_shape is None or space.num_outputs is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
     u = np.asarray(u, float)
     if u.shape != (space.unit_dim,):
         raise ValueError(f"a point of this space has {space.unit_dim} coordinates, got shape {u.shape}")
-    family = pick_from_unit(space.eligible_families(), u[0])
+    family = pick_from_unit(space.eligible_families(problem), u[0])
     batchnorm = bool(pick_from_unit(space.batchnorm, u[1]))
     dropout = float(pick_from_unit(space.dropout, u[2]))
     training = dict(learning_rate=log_from_unit(u[3], *space.learning_rate),
@@ -216,12 +211,12 @@ def config_from_unit(space: HyperbandSpace, u: Sequence[float]) -> tuple[str, Ch
     return family, ChainConfig(tuple(components), batchnorm, dropout), training
 
 
-def build(space: HyperbandSpace, config: ChainConfig | MlpConfig) -> Arch:
-    """The IR of a configuration, sized for the space's data."""
+def build(problem: Problem, config: ChainConfig | MlpConfig) -> Arch:
+    """The IR of a configuration, sized for the problem."""
     if isinstance(config, MlpConfig):
-        return mlp(config.hidden, space.num_outputs, batchnorm=config.batchnorm, dropout=config.dropout,
-                   input_shape=space.input_shape, name="hb-" + config.describe().replace(" ", "-"))
-    return build_chain(config, space.num_outputs, space.input_shape)
+        return mlp(config.hidden, problem.num_outputs, batchnorm=config.batchnorm, dropout=config.dropout,
+                   input_shape=problem.input_shape, name="hb-" + config.describe().replace(" ", "-"))
+    return build_chain(config, problem.num_outputs, problem.input_shape)
 
 
 def build_chain(config: ChainConfig, num_outputs: int, input_shape: Sequence[int]) -> Arch:
@@ -269,15 +264,16 @@ def build_chain(config: ChainConfig, num_outputs: int, input_shape: Sequence[int
                 f"hb-{family}-" + config.describe().replace(" | ", "/").replace(" ", "_"))
 
 
-def sample_config(space: HyperbandSpace, seed: int, index: int) -> tuple[Arch, dict[str, Any], dict[str, Any]]:
+def sample_config(space: HyperbandSpace, problem: Problem, seed: int, index: int
+                  ) -> tuple[Arch, dict[str, Any], dict[str, Any]]:
     """Configuration `index` of a run: (arch, training settings, JSON-ready choices).
 
     Its point is drawn from a generator seeded by (seed, index), so it does
     not depend on how proposals were batched or on what else was sampled.
     """
     u = np.random.default_rng([int(seed), int(index)]).random(space.unit_dim)
-    family, config, training = config_from_unit(space, u)
-    arch = build(space, config)
+    family, config, training = config_from_unit(space, problem, u)
+    arch = build(problem, config)
     # "layers", not "depth": the engine's trial rows spread the choices over their own keys, and their
     # "depth" is the IR's (every strategy's summary table compares that one)
     if isinstance(config, MlpConfig):

@@ -56,7 +56,9 @@ import numpy as np
 
 from nas.ir import Arch, Attrs, Node
 from nas.morph import MorphError, add_skip, branch, deepen, tensor_activation, widen, widen_kernel
+from nas.search.problem import Posed, Problem
 from nas.search.strategy import FRESH, INHERIT, Candidate, Strategy, TrialResult, seed_of
+from nas.search.trained import Trained
 
 MUTATIONS = ("insert_conv", "branch_insert", "insert_skip", "widen_filters", "widen_dense", "grow_kernel")
 _MAX_SITES = 8  # sites tried per mutation before the next mutation
@@ -64,10 +66,9 @@ _MAX_SITES = 8  # sites tried per mutation before the next mutation
 
 @dataclasses.dataclass(frozen=True)
 class NcEvolveSpace:
-    """The template, the evolution's settings and the dataset's shape.
+    """The template and the evolution's settings (for (h, w, c) image data only).
 
     Attributes:
-      input_shape, num_outputs: the dataset's (set at the edge); images (h, w, c).
       cells: neuro-cells in the template (a 2x max pooling between two cells).
       widths: filters of the stem and of the cells' first conv, one per
         initial individual, cycled.
@@ -87,8 +88,6 @@ class NcEvolveSpace:
       learning_rate, batch_size: None takes the run's base settings.
     """
 
-    input_shape: tuple[int, ...] | None = None
-    num_outputs: int | None = None
     cells: int = 2
     widths: tuple[int, ...] = (8, 16)
     growth: float = 1.0
@@ -115,23 +114,22 @@ class NcEvolveSpace:
         if self.max_population is not None and self.max_population < 1:
             raise ValueError(f"max_population must be >= 1 or None, got {self.max_population}")
 
-    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "NcEvolveSpace":
-        if len(input_shape) != 3:
-            raise ValueError(f"NCEvolve's template needs (h, w, c) images; the data has shape {tuple(input_shape)}")
-        return dataclasses.replace(self, input_shape=tuple(int(d) for d in input_shape), num_outputs=int(num_outputs))
+    def check(self, problem: Problem) -> None:
+        if not problem.image:
+            raise ValueError(f"NCEvolve's template needs (h, w, c) images; the data has shape {problem.input_shape}")
 
-    def most_complex(self) -> Arch:
+    def most_complex(self, problem: Problem) -> Arch:
         """The widest initial template (the search only grows it: give c_0 when w_c > 0)."""
-        return template(self, max(self.widths))
+        return template(self, problem, max(self.widths))
 
 
 def cell_prefix(i: int) -> str:
     return f"c{i}_"
 
 
-def template(space: NcEvolveSpace, width: int) -> Arch:
+def template(space: NcEvolveSpace, problem: Problem, width: int) -> Arch:
     """Figure 5's template: stem conv, cells of one 3x3 conv + ReLU with max pooling between, GAP, Dense."""
-    nodes = [Node("input", "Input", (), Attrs(shape=space.input_shape))]
+    nodes = [Node("input", "Input", (), Attrs(shape=problem.input_shape))]
 
     def add(node_id: str, op: str, **attrs) -> None:
         nodes.append(Node(node_id, op, (nodes[-1].id,), Attrs(attrs)))
@@ -148,7 +146,7 @@ def template(space: NcEvolveSpace, width: int) -> Arch:
     if space.dense_units:
         add("dense", "Dense", units=int(space.dense_units), kernel_init="he_normal")
         add("dense_act", "Activation", fn="relu")
-    add("head", "Dense", units=int(space.num_outputs))
+    add("head", "Dense", units=int(problem.num_outputs))
     return Arch(tuple(nodes), ("input",), ("head",), f"ncevolve-w{width}")
 
 
@@ -299,44 +297,35 @@ def mutate(arch: Arch, variables: Any, space: NcEvolveSpace, rng: np.random.Gene
 
 # ------------------------------------------------------------------ the strategy
 @dataclasses.dataclass(frozen=True)
-class Individual:
-    """A trained member of the population (its weights as host arrays)."""
-
-    trial: int
-    arch: Arch
-    objective: float
-    variables: Any = dataclasses.field(compare=False, repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
 class NcEvolveState:
     """Where the evolution is.
 
     Attributes:
+      space, problem, seed: as given to `init`.
       pending: (trial, arch, parent) of proposals not told yet.
-      population: the individuals tournaments draw from.
+      population: the trained individuals tournaments draw from.
       history: (trial, parent, objective) of every told trial.
     """
 
     space: NcEvolveSpace
+    problem: Problem
     seed: int
     next_trial: int = 0
     pending: tuple[tuple[int, Arch, int | None], ...] = ()
-    population: tuple[Individual, ...] = ()
+    population: tuple[Trained, ...] = ()
     history: tuple[tuple[int, int | None, float], ...] = ()
 
 
-def init(space: NcEvolveSpace, key) -> NcEvolveState:
-    if space.input_shape is None or space.num_outputs is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
-    return NcEvolveState(space, seed_of(key))
+def init(posed: Posed[NcEvolveSpace], key) -> NcEvolveState:
+    space, problem = posed
+    return NcEvolveState(space, problem, seed_of(key))
 
 
-def _fitness_order(ind: Individual) -> tuple[float, int]:
+def _fitness_order(ind: Trained) -> tuple[float, int]:
     return (ind.objective, ind.trial)
 
 
-def tournament(population: Sequence[Individual], fraction: float, rng: np.random.Generator) -> Individual:
+def tournament(population: Sequence[Trained], fraction: float, rng: np.random.Generator) -> Trained:
     """The fittest (lowest objective, ties the oldest) of ceil(fraction * size) members sampled without replacement."""
     size = min(len(population), max(1, math.ceil(fraction * len(population))))
     sample = rng.choice(len(population), size=size, replace=False)
@@ -349,7 +338,7 @@ def ask(state: NcEvolveState, n: int) -> tuple[NcEvolveState, list[Candidate]]:
     if state.next_trial < space.population_size:
         for trial in range(state.next_trial, min(state.next_trial + n, space.population_size)):
             width = int(space.widths[trial % len(space.widths)])
-            out.append(Candidate(trial, template(space, width), space.learning_rate, {"width": width},
+            out.append(Candidate(trial, template(space, state.problem, width), space.learning_rate, {"width": width},
                                  batch_size=space.batch_size, epochs=space.initial_epochs, start=FRESH))
     elif not state.pending and state.population:
         trial = state.next_trial
@@ -378,9 +367,7 @@ def tell(state: NcEvolveState, results: Sequence[TrialResult]) -> NcEvolveState:
         if r.trial not in archs:
             raise ValueError(f"trial {r.trial} was not proposed by this NCEvolve state (or was told already)")
         if r.ok:
-            if r.variables is None:
-                raise ValueError(f"trial {r.trial}: NCEvolve needs the trained weights (Strategy.needs_weights)")
-            population.append(Individual(r.trial, archs[r.trial], float(r.objective), jax.device_get(r.variables)))
+            population.append(Trained.of(r, archs[r.trial], "NCEvolve"))
         history.append((r.trial, parents.get(r.trial), float(r.objective)))
     cap = state.space.max_population
     while cap is not None and len(population) > cap:
@@ -395,9 +382,15 @@ def done(state: NcEvolveState) -> bool:
     return state.next_trial >= state.space.population_size and not state.pending and not state.population
 
 
-def best(state: NcEvolveState) -> Individual | None:
+def best(state: NcEvolveState) -> Trained | None:
     """The fittest individual of the population."""
     return min(state.population, key=_fitness_order) if state.population else None
 
 
-NCEVOLVE = Strategy("ncevolve", init, ask, tell, done, needs_weights=True)
+NCEVOLVE = Strategy("ncevolve", init, ask, tell, done, needs_weights=True, space=NcEvolveSpace)
+
+
+def __getattr__(name: str):
+    if name == "Individual":  # one record for what every strategy keeps of a trained model
+        raise ImportError("nas.search.ncevolve.Individual moved to nas.search.trained.Trained")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

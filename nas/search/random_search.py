@@ -14,13 +14,14 @@ from typing import Sequence
 import numpy as np
 
 from nas.search.bo.sobol import sobol_unit
+from nas.search.problem import Posed, Problem
 from nas.search.space import SearchSpace, from_unit
 from nas.search.strategy import Candidate, Strategy, TrialResult, never_done, seed_of
 
 
 @dataclasses.dataclass(frozen=True)
 class PointSearchState:
-    """Random or Sobol search: the space, the seed, what was asked and told.
+    """Random or Sobol search: the space, the problem, the seed, what was asked and told.
 
     Attributes:
       points: ``uniform`` or ``sobol``.
@@ -28,6 +29,7 @@ class PointSearchState:
     """
 
     space: SearchSpace
+    problem: Problem
     seed: int
     points: str
     num_asked: int = 0
@@ -35,8 +37,9 @@ class PointSearchState:
 
 
 def _init(points: str):
-    def init(space: SearchSpace, key) -> PointSearchState:
-        return PointSearchState(space, seed_of(key), points)
+    def init(posed: Posed[SearchSpace], key) -> PointSearchState:
+        space, problem = posed
+        return PointSearchState(space, problem, seed_of(key), points)
     return init
 
 
@@ -49,7 +52,7 @@ def _unit_point(state: PointSearchState, trial: int) -> np.ndarray:
 def ask(state: PointSearchState, n: int) -> tuple[PointSearchState, list[Candidate]]:
     candidates = []
     for trial in range(state.num_asked, state.num_asked + n):
-        arch, lr, choices = from_unit(state.space, _unit_point(state, trial))
+        arch, lr, choices = from_unit(state.space, state.problem, _unit_point(state, trial))
         candidates.append(Candidate(trial, arch, lr, choices))
     return dataclasses.replace(state, num_asked=state.num_asked + n), candidates
 
@@ -64,5 +67,5 @@ def best(state: PointSearchState) -> tuple[int, float] | None:
     return min(finite, key=lambda tv: (tv[1], tv[0])) if finite else None
 
 
-RANDOM = Strategy("random", _init("uniform"), ask, tell, never_done)
-SOBOL = Strategy("sobol", _init("sobol"), ask, tell, never_done)
+RANDOM = Strategy("random", _init("uniform"), ask, tell, never_done, space=SearchSpace)
+SOBOL = Strategy("sobol", _init("sobol"), ask, tell, never_done, space=SearchSpace)

@@ -3,8 +3,8 @@
 The objective f(x) = log(f_p(x) + w_c * c(x) / c_0) (`nas.search.objective`)
 divides a trial's complexity by c_0 so that w_c weighs error against a
 complexity of order one. Deep-n-Cheap takes c_0 from a high-complexity
-configuration of the space: here its most complex architecture
-(`space.most_complex()`), whose parameter count N_p is computed and whose
+configuration of the space: here its most complex architecture for the
+problem (`Posed.most_complex()`), whose parameter count N_p is computed and whose
 per-epoch training time t_tr is measured by a short probe training.
 """
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
 
 from nas.atomic_io import write_json_atomic
 from nas.data import Dataset
 from nas.search.objective import COMPLEXITIES
+from nas.search.problem import Posed
 from nas.train import TrainConfig, train
 
 C0_FILENAME = "c0.json"
@@ -30,7 +30,7 @@ class ReferenceComplexityError(ValueError):
 
 
 def reference_complexity(
-    space: Any,
+    posed: Posed,
     data: Dataset,
     config: TrainConfig,
     *,
@@ -39,11 +39,12 @@ def reference_complexity(
     c_0: float | None = None,
     cache_dir: str | None = None,
 ) -> float:
-    """Deep-n-Cheap's c_0 for a search of `space` on `data`.
+    """Deep-n-Cheap's c_0 for a search of a space on `data`.
 
     Args:
-      space: the search space; its ``most_complex()`` architecture is the
-        reference, and its ``batch_size`` (if it has one) the probe's batch.
+      posed: the strategy's space posed on the data's problem; its
+        ``most_complex()`` architecture is the reference, and the space's
+        ``batch_size`` (where it has one and sets it) the probe's batch.
       data: the dataset the search trains on.
       config: the search's training settings; the t_tr probe trains
         `PROBE_EPOCHS` epochs with them, without early stopping.
@@ -71,11 +72,11 @@ def reference_complexity(
     path = os.path.join(cache_dir, C0_FILENAME) if cache_dir is not None else None
     if path is not None and os.path.exists(path):
         return _read(path)
-    arch = space.most_complex()
+    arch = posed.most_complex()
     if complexity == "num_params":
         value = float(arch.num_params(data.input_shape))
     else:
-        batch = getattr(space, "batch_size", config.batch_size)
+        batch = getattr(posed.space, "batch_size", None) or config.batch_size  # None: the run's
         probe = dataclasses.replace(config, epochs=PROBE_EPOCHS, patience=None,
                                     batch_size=min(batch, len(data.x_train)))
         value = float(train(arch, data, probe).t_tr)

@@ -3,6 +3,8 @@
 A proposal is a point u of the unit cube [0, 1)^d mapped to architecture
 choices (`from_unit`), so random search (uniform u) and Sobol search (a
 scrambled Sobol sequence) share one space and differ only in their points.
+The data's shape and output count come from the `Problem` the space is
+posed on (`nas.search.problem`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nas.ir import Arch, cnn, mlp
+from nas.search.problem import Problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,10 +25,8 @@ class SearchSpace:
 
     CNN channels follow Deep-n-Cheap's rule: the first layer draws from
     `cnn_channels`, each later layer from [c_i, min(2 c_i, cnn_max_channels)].
-    Widths and learning rates are drawn log-uniformly.
-
-    Attributes:
-      input_shape, num_outputs: the dataset's; set at the edge (`for_data`).
+    Widths and learning rates are drawn log-uniformly. The ``cnn`` family
+    needs image data; other data gets MLPs only.
     """
 
     families: tuple[str, ...] = ("mlp", "cnn")
@@ -37,27 +38,31 @@ class SearchSpace:
     batchnorm: tuple[bool, ...] = (False, True)
     dropout: tuple[float, ...] = (0.0, 0.1, 0.25)
     learning_rate: tuple[float, float] = (3e-4, 1e-2)
-    input_shape: tuple[int, ...] | None = None
-    num_outputs: int | None = None
 
     def __post_init__(self):
         unknown = set(self.families) - {"mlp", "cnn"}
         if not self.families or unknown:
             raise ValueError(f"families must be a non-empty subset of ['mlp', 'cnn'], got {list(self.families)}")
 
-    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "SearchSpace":
-        """This space sized for a dataset."""
-        return dataclasses.replace(self, input_shape=tuple(int(d) for d in input_shape), num_outputs=int(num_outputs))
+    def eligible_families(self, problem: Problem) -> list[str]:
+        """The families that fit the data: ``mlp`` always, ``cnn`` on images."""
+        return [f for f in self.families if f == "mlp" or problem.image]
 
-    def most_complex(self) -> Arch:
+    def check(self, problem: Problem) -> None:
+        """Raises ValueError when no family of the space fits the data (``cnn`` only, on non-images)."""
+        if not self.eligible_families(problem):
+            raise ValueError(f"families {list(self.families)} need image inputs; the data has shape "
+                             f"{problem.input_shape}")
+
+    def most_complex(self, problem: Problem) -> Arch:
         """The deepest, widest configuration of any family, by parameters (Deep-n-Cheap's c_0 reference)."""
-        eligible = [f for f in self.families if f == "mlp" or len(self.input_shape or ()) == 3]
+        eligible = self.eligible_families(problem)
         largest = []
         for k in range(len(eligible)):
             u = np.full(self.unit_dim, 1.0 - 1e-9)
             u[0] = (k + 0.5) / len(eligible)
-            largest.append(from_unit(self, u)[0])
-        return max(largest, key=lambda a: a.num_params(self.input_shape))
+            largest.append(from_unit(self, problem, u)[0])
+        return max(largest, key=lambda a: a.num_params(problem.input_shape))
 
     @property
     def unit_dim(self) -> int:
@@ -80,25 +85,20 @@ def int_from_unit(u: float, low: int, high: int) -> int:
     return min(int(low + u * (high + 1 - low)), high)
 
 
-def from_unit(space: SearchSpace, u: Sequence[float], num_outputs: int | None = None,
-              input_shape: Sequence[int] | None = None) -> tuple[Arch, float, dict[str, Any]]:
+def from_unit(space: SearchSpace, problem: Problem, u: Sequence[float]) -> tuple[Arch, float, dict[str, Any]]:
     """The architecture, learning rate and choices of one unit-cube point.
 
     Args:
-      space: the space (its `input_shape`/`num_outputs` unless given here).
+      space: the space.
+      problem: the data's input shape and output count.
       u: `space.unit_dim` coordinates in [0, 1).
     """
-    num_outputs = space.num_outputs if num_outputs is None else num_outputs
-    input_shape = space.input_shape if input_shape is None else tuple(input_shape)
-    if num_outputs is None or input_shape is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
     u = np.asarray(u, float)
     if u.shape != (space.unit_dim,):
         raise ValueError(f"a point of this space has {space.unit_dim} coordinates, got shape {u.shape}")
-    image = len(input_shape) == 3
-    families = [f for f in space.families if f == "mlp" or image]
-    if not families:
-        raise ValueError(f"families {list(space.families)} need image inputs; the data has shape {input_shape}")
+    space.check(problem)
+    input_shape, num_outputs = problem.input_shape, problem.num_outputs
+    families = space.eligible_families(problem)
     family = pick_from_unit(families, u[0])
     batchnorm = bool(pick_from_unit(space.batchnorm, u[1]))
     dropout = float(pick_from_unit(space.dropout, u[2]))
@@ -126,7 +126,6 @@ def from_unit(space: SearchSpace, u: Sequence[float], num_outputs: int | None = 
     return arch, lr, choices
 
 
-def sample(space: SearchSpace, rng: np.random.Generator, num_outputs: int | None = None,
-           input_shape: Sequence[int] | None = None) -> tuple[Arch, float, dict[str, Any]]:
+def sample(space: SearchSpace, problem: Problem, rng: np.random.Generator) -> tuple[Arch, float, dict[str, Any]]:
     """A uniformly random point of the space (see `from_unit`)."""
-    return from_unit(space, rng.random(space.unit_dim), num_outputs, input_shape)
+    return from_unit(space, problem, rng.random(space.unit_dim))

@@ -3,9 +3,11 @@
 A strategy proposes and learns; it never trains. It is four pure functions
 over an explicit state:
 
-- ``init(space, key) -> state``: `space` is the strategy's own frozen spec
-  (it carries the dataset's input shape and output count); `key` is an int
-  seed or a `jax.random` key.
+- ``init(posed, key) -> state``: `posed` is a `nas.search.problem.Posed`:
+  the strategy's own frozen space spec (of class `Strategy.space`, built
+  from the config's ``space:`` node) and the `Problem` it searches (input
+  shape, output count, task), checked against each other when paired;
+  `key` is an int seed or a `jax.random` key.
 - ``ask(state, n) -> (state, candidates)``: up to n proposals. Fewer (even
   none) means "wait for the results of what is pending"; none while nothing
   is pending means the strategy has finished.
@@ -163,6 +165,10 @@ class Strategy(NamedTuple):
       init, ask, tell, done: the contract.
       needs_weights: the engine passes trained variables in results (and
         checkpoints every trial so a resumed run can pass them again).
+      space: the class of its space spec (a frozen dataclass): a config's
+        ``search.space`` node builds one, so a config names only the
+        strategy. None only for a strategy driven from Python, whose caller
+        poses a space itself (e.g. a wrapper in a test).
     """
 
     name: str
@@ -171,6 +177,7 @@ class Strategy(NamedTuple):
     tell: Callable[[Any, Sequence[TrialResult]], Any]
     done: Callable[[Any], bool]
     needs_weights: bool = False
+    space: type | None = None
 
 
 def seed_of(key) -> int:

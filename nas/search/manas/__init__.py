@@ -13,7 +13,7 @@ Owns what Manas does once a zoo of mined models exists:
 May import `nas.ir`, `nas.morph`, `nas.train`, `nas.mining` (the zoo, intents,
 the optimizer argument names) and the rest of `nas.search`; the miner itself
 (`nas.mining`) never imports this package. Configs name the strategy as
-``nas.search.manas.MANAS`` with ``nas.search.manas.ManasSpace``.
+``nas.search.manas.MANAS``; it names its space, `ManasSpace`.
 """
 
 from nas.search.manas.strategy import (

@@ -42,8 +42,6 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-import jax
-
 from nas.ir import Arch, InvalidArchError
 from nas.mining import zoo as mined_zoo
 from nas.mining.errors import ZooFormatError
@@ -53,7 +51,9 @@ from nas.search.manas.adapt import DROPOUT_RULES, REPAIRS, AdaptError, adapt, ap
 from nas.search.manas.gmeans import DEFAULT_ALPHA
 from nas.search.manas.matching import DEFAULT_THRESHOLD, MatchError, intent_deltas, match, shape_intent
 from nas.search.manas.optimizer_translation import OptimizerTranslationError, parse_keras_optimizer, to_train_config
+from nas.search.problem import Posed, Problem
 from nas.search.strategy import FRESH, INHERIT, Candidate, Strategy, TrialResult, seed_of
+from nas.search.trained import Trained
 from nas.train.config import OptimizerConfig, ScheduleConfig
 
 MATCH, DROPOUT, MORPH, DONE = "match", "dropout", "morph", "done"
@@ -85,10 +85,9 @@ def load_zoo(path: str | None) -> list[ZooEntry]:
 
 @dataclasses.dataclass(frozen=True)
 class ManasSpace:
-    """Where Manas starts from and how long each phase runs.
+    """Where Manas starts from and how long each phase runs (Manas matches image data only).
 
     Attributes:
-      input_shape, num_outputs: the dataset's (set at the edge).
       zoo: the model zoo's path (SQLite or JSONL); None: the shipped zoo.
       threshold, alpha: matching's filter threshold and G-means's significance.
       max_models: train at most this many matched models, the closest in
@@ -116,8 +115,6 @@ class ManasSpace:
       batch_size: None takes the run's.
     """
 
-    input_shape: tuple[int, ...] | None = None
-    num_outputs: int | None = None
     zoo: str | None = None
     threshold: int = DEFAULT_THRESHOLD
     alpha: float = DEFAULT_ALPHA
@@ -137,6 +134,10 @@ class ManasSpace:
     epochs: int = 2
     learning_rate: float | None = None
     batch_size: int | None = None
+
+    # Its public path: configs named it so, and the fingerprints of runs stored then still do
+    # (nas.cli.search._fingerprint_config).
+    __module__ = "nas.search.manas"
 
     def __post_init__(self):
         unknown = [r for r in self.repairs if r not in REPAIRS or r == "add_dropout"]
@@ -159,22 +160,19 @@ class ManasSpace:
         if min(self.children, self.initial_epochs, self.epochs) < 1:
             raise ValueError("children, initial_epochs and epochs must be >= 1")
 
-    def for_data(self, input_shape: Sequence[int], num_outputs: int) -> "ManasSpace":
-        if len(input_shape) != 3:
+    def check(self, problem: Problem) -> None:
+        if not problem.image:
             raise MatchError(f"Manas matches image data (height, width, channels); the data has shape "
-                             f"{tuple(input_shape)}")
-        return dataclasses.replace(self, input_shape=tuple(int(d) for d in input_shape),
-                                   num_outputs=int(num_outputs))
+                             f"{problem.input_shape}")
 
-    def most_complex(self) -> Arch:
+    def most_complex(self, problem: Problem) -> Arch:
         """The largest starting model (Deep-n-Cheap's c_0 when w_c > 0)."""
-        starts, _, _ = starting_points(self)
-        return max((s.arch for s in starts), key=lambda a: a.num_params(self.input_shape))
+        starts, _, _ = starting_points(self, problem)
+        return max((s.arch for s in starts), key=lambda a: a.num_params(problem.input_shape))
 
     def greedy_space(self) -> greedy.GreedySpace:
-        return greedy.GreedySpace(family="cnn", input_shape=self.input_shape, num_outputs=self.num_outputs,
-                                  children=self.children, epochs=self.epochs, learning_rate=self.learning_rate,
-                                  batch_size=self.batch_size)
+        return greedy.GreedySpace(family="cnn", children=self.children, epochs=self.epochs,
+                                  learning_rate=self.learning_rate, batch_size=self.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +214,8 @@ def mined_setup(mined: dict | None, learning_rate: float | None) -> tuple[Setup,
     return Setup(None, translated.optimizer, schedule, f"mined {parsed.name}"), note
 
 
-def starting_points(space: ManasSpace) -> tuple[tuple[Start, ...], tuple[tuple[str, str], ...], str]:
+def starting_points(space: ManasSpace, problem: Problem
+                    ) -> tuple[tuple[Start, ...], tuple[tuple[str, str], ...], str]:
     """Phase 1's models: match, adapt, repair and attach an optimizer.
 
     Returns:
@@ -227,7 +226,7 @@ def starting_points(space: ManasSpace) -> tuple[tuple[Start, ...], tuple[tuple[s
       MatchError: nothing in the zoo matches, or nothing matched adapts.
     """
     zoo = load_zoo(space.zoo)
-    intent = shape_intent(space.input_shape, space.num_outputs)
+    intent = shape_intent(problem.input_shape, problem.num_outputs)
     result = match(intent, zoo, threshold=space.threshold, alpha=space.alpha)
     ranked = sorted(zip(result.selected_indices, result.selected),
                     key=lambda pair: (intent_deltas(intent, result.intents[pair[0]]), pair[0]))
@@ -238,7 +237,7 @@ def starting_points(space: ManasSpace) -> tuple[tuple[Start, ...], tuple[tuple[s
         if space.max_models is not None and len(starts) >= space.max_models:
             break
         try:
-            arch, adapted = adapt(entry.arch, space.input_shape, space.num_outputs,
+            arch, adapted = adapt(entry.arch, problem.input_shape, problem.num_outputs,
                                   flatten_growth=space.flatten_growth)
             arch, repaired = apply_manas_repairs(arch, space.repairs, bn_momentum=space.bn_momentum)
         except (AdaptError, InvalidArchError) as exc:
@@ -258,7 +257,7 @@ def starting_points(space: ManasSpace) -> tuple[tuple[Start, ...], tuple[tuple[s
         starts.append(Start(arch.replace_nodes(arch.nodes, name=f"manas-{entry.hash[:8]}"), setup, choices))
     if not starts:
         raise MatchError(f"none of the {len(result.selected)} matched model(s) could be adapted to "
-                         f"{space.input_shape} -> {space.num_outputs}: "
+                         f"{problem.input_shape} -> {problem.num_outputs}: "
                          + "; ".join(f"{h[:8]}: {why}" for h, why in skipped[:3]))
     return tuple(starts), tuple(skipped), result.reason
 
@@ -278,6 +277,7 @@ class ManasState:
     """Where the search is.
 
     Attributes:
+      space, problem, seed: as given to `init`.
       phases: the phases still to run after the current one.
       phase: the current phase.
       starts: phase 1's starting points; `asked` of them are proposed.
@@ -294,6 +294,7 @@ class ManasState:
     """
 
     space: ManasSpace
+    problem: Problem
     seed: int
     phases: tuple[str, ...]
     starts: tuple[Start, ...]
@@ -304,8 +305,8 @@ class ManasState:
     asked: int = 0
     setups: tuple[tuple[int, Setup], ...] = ()
     pending: tuple[Proposal, ...] = ()
-    best: greedy.Incumbent | None = None
-    dropout_base: greedy.Incumbent | None = None
+    best: Trained | None = None
+    dropout_base: Trained | None = None
     variants: tuple[tuple[str, Arch], ...] = ()
     dropout_trials: tuple[tuple[int, str], ...] = ()
     dropout_rule: str | None = None
@@ -318,14 +319,13 @@ class ManasState:
         return dict(self.setups)[trial]
 
 
-def init(space: ManasSpace, key) -> ManasState:
+def init(posed: Posed[ManasSpace], key) -> ManasState:
     """Matches the zoo to the data; phase 1 proposes the starting points."""
-    if space.input_shape is None or space.num_outputs is None:
-        raise ValueError("the space has no dataset yet: call space.for_data(input_shape, num_outputs)")
-    starts, skipped, reason = starting_points(space)
+    space, problem = posed
+    starts, skipped, reason = starting_points(space, problem)
     later = (DROPOUT, MORPH) if space.dropout_when == "after_selection" else (MORPH, DROPOUT)
     phases = tuple(p for p in later if (p != DROPOUT or space.dropout) and (p != MORPH or space.morph_trials != 0))
-    return ManasState(space, seed_of(key), phases, starts, skipped, reason)
+    return ManasState(space, problem, seed_of(key), phases, starts, skipped, reason)
 
 
 def _candidate(state: ManasState, trial: int, arch: Arch, setup: Setup, choices: dict, epochs: int,
@@ -360,8 +360,8 @@ def _enter(state: ManasState) -> ManasState:
         if phase == DROPOUT:
             state = dataclasses.replace(state, dropout_base=state.best, variants=_dropout_variants(state))
         elif phase == MORPH:
-            sub = greedy.GreedyState(state.space.greedy_space(), state.seed, next_trial=state.next_trial,
-                                     best=state.best)
+            sub = greedy.GreedyState(state.space.greedy_space(), state.problem, state.seed,
+                                     next_trial=state.next_trial, best=state.best)
             state = dataclasses.replace(state, greedy=sub)
     return state
 
@@ -442,9 +442,7 @@ def tell(state: ManasState, results: Sequence[TrialResult]) -> ManasState:
             raise ValueError(f"trial {r.trial} was not proposed by this search state (or was told already)")
         p = pending[r.trial]
         if r.ok and (best is None or r.objective < best.objective):
-            if r.variables is None:
-                raise ValueError(f"trial {r.trial}: Manas needs the trained weights (Strategy.needs_weights)")
-            best = greedy.Incumbent(r.trial, p.arch, float(r.objective), jax.device_get(r.variables))
+            best = Trained.of(r, p.arch, "Manas")
         history.append((r.trial, p.phase, p.parent, float(r.objective)))
     sub = state.greedy
     morph_results = [r for r in results if pending[r.trial].phase == MORPH]
@@ -460,7 +458,7 @@ def done(state: ManasState) -> bool:
     return _enter(state).phase == DONE
 
 
-MANAS = Strategy("manas", init, ask, tell, done, needs_weights=True)
+MANAS = Strategy("manas", init, ask, tell, done, needs_weights=True, space=ManasSpace)
 
 __all__ = ["MANAS", "ManasSpace", "ManasState", "Setup", "Start", "ZooNotFoundError", "load_zoo", "mined_setup",
            "shipped_zoo", "starting_points"]

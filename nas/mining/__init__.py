@@ -9,8 +9,13 @@ only (mining -> ir), so mining and the CLI start without JAX. What Manas does
 with a zoo at search time (matching, adaptation, optimizer translation) lives
 beside its strategy, in `nas.search.manas`.
 
-How unresolved values and unsupported layers appear is stated in
-`nas.mining.assemble` (the rule for ``MinedModel.arch``) and in
+The miner is three layers: a generic abstract interpreter of Python
+(`interpreter` with its `interp_*` parts: scopes, expressions, statements,
+calls, and the step/loop/recursion/size budgets that keep a hostile file from
+hanging it), Keras semantics on its hooks (`keras_semantics`,
+`keras_graphs`, `keras_objects`), and the file-level driver (`source`:
+`mine_source`). How unresolved values and unsupported layers appear is stated
+in `nas.mining.assemble` (the rule for ``MinedModel.arch``) and in
 `nas.mining.source` (what the interpreter follows).
 """
 

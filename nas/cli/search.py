@@ -15,6 +15,7 @@ line says how to resume.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -66,21 +67,48 @@ def _fingerprint_config(cfg: DictConfig, strategy) -> dict:
 def main(cfg: DictConfig) -> dict:
     run.configure_jax(cfg.runtime)
     directory = run.run_dir()
-
-    def on_sigterm(signum, frame):
-        raise Interrupted("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    stops = _StopRequests()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # nohup / a background job ignores SIGINT on purpose
+            signal.signal(s, stops)
     try:
         with RunLock(directory):
-            return _search(cfg, directory)
+            return _search(cfg, directory, stops.check)
     except KeyboardInterrupt as exc:
-        name = getattr(exc, "signal_name", "SIGINT")
+        name = getattr(exc, "signal_name", None) or stops.signal_name or "SIGINT"
         print(f"nas-search: interrupted ({name}); finished trials are kept and the ones in training are queued "
               f"again. Resume with: {_resume_command(directory)}", file=sys.stderr, flush=True)
-        sys.exit(143 if name == "SIGTERM" else 130)
+        # os._exit, not sys.exit: interpreter shutdown while XLA's compile threads still run can
+        # segfault (seen about 1 in 3 stops right after a compile). The store is closed and the
+        # metrics flushed by now; the kernel releases the run lock.
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(143 if name == "SIGTERM" else 130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class _StopRequests:
+    """SIGINT/SIGTERM as `Interrupted`, remembered.
+
+    The exception a signal handler raises is lost when it lands inside a
+    callback Python calls for its own reasons (JAX's garbage-collection hook
+    prints "Exception ignored" and carries on), so the request is also kept
+    and `check` raises it at the next trial boundary.
+    """
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    def __call__(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        raise Interrupted(self.signal_name)
+
+    def check(self) -> None:
+        if self.signal_name is not None:
+            raise Interrupted(self.signal_name)
 
 
 def _resume_command(directory: str) -> str:
@@ -91,7 +119,7 @@ def _resume_command(directory: str) -> str:
     return " ".join(["nas-search", *overrides, f"hydra.run.dir={directory}", "resume=true"])
 
 
-def _search(cfg: DictConfig, directory: str) -> dict:
+def _search(cfg: DictConfig, directory: str, check_stop=lambda: None) -> dict:
     start = time.perf_counter()
     store_path = os.path.join(directory, STORE_FILENAME)
     if os.path.exists(store_path) and not cfg.resume:
@@ -120,6 +148,7 @@ def _search(cfg: DictConfig, directory: str) -> dict:
                    disable=not cfg.progress)
 
         def on_trial(candidate, result, evaluation) -> None:
+            check_stop()  # a stop request whose exception was swallowed stops here
             bar.update(1)
             if evaluation is None:  # replayed from the store: logged when it ran
                 return
@@ -133,6 +162,7 @@ def _search(cfg: DictConfig, directory: str) -> dict:
                              objective=objective, run_dir=directory, on_trial=on_trial,
                              max_attempts=max_attempts,
                              checkpoint_metadata={"data_args": data_args})
+        check_stop()  # the search ended before a swallowed request was seen: stop before exporting
         bar.close()
         artefacts = export_artefacts(outcome, store, directory)
         to_jsonl(store, os.path.join(directory, "trials.jsonl"), search_run)

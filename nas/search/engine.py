@@ -34,7 +34,7 @@ from nas.search.objective import Objective, error_of, pareto_front
 from nas.search.strategy import Candidate, Strategy, TrialResult
 from nas.search.trial_records import as_stored, outcome_from_result, plan_from_candidate, status_of
 from nas.status import DONE, FAILED, GAVE_UP, NO_SCORE
-from nas.store import InvalidTransitionError, Run, Trial, TrialConflictError, TrialOutcome, TrialStore
+from nas.store import InvalidTransitionError, Run, StoreError, Trial, TrialConflictError, TrialOutcome, TrialStore
 from nas.train import TrainConfig, to_device
 
 # A trial whose process died this often (SIGKILL, or the OOM killer, which looks
@@ -238,9 +238,7 @@ def run_search(
                 "t_tr": r.t_tr, "num_params": r.num_params, "epochs": r.epochs})
         except OSError as exc:
             raise CheckpointWriteError(
-                exc.errno, f"could not write trial {c.trial}'s checkpoint to {path}: {exc.strerror or exc}; "
-                "the trial is queued again (not counted as an attempt): free space or fix the permissions, "
-                "then resume with resume=true") from exc
+                exc.errno, f"could not write trial {c.trial}'s checkpoint to {path}: {exc.strerror or exc}") from exc
         checkpoints[c.trial] = path
         if not store.artefacts(run, kind="checkpoint", trial=c.trial):
             store.add_artefact(run, "checkpoint", path, trial=c.trial)
@@ -310,7 +308,13 @@ def run_search(
                     if on_trial is not None:
                         on_trial(c, r, ev)
             except (KeyboardInterrupt, CheckpointWriteError) as exc:
-                _release(store, run, claimed, exc)
+                stuck = _release(store, run, claimed, exc)
+                if isinstance(exc, CheckpointWriteError):
+                    what = (f"; the store could not record that either (a full disk fails its writes too), so trials "
+                            f"{stuck} stay running and this attempt counts toward search.max_attempts on resume"
+                            if stuck else "; the trial is queued again (not counted as an attempt)")
+                    raise CheckpointWriteError(exc.errno, f"{exc.strerror}{what}: free space or fix the "
+                                               "permissions, then resume with resume=true") from exc
                 raise
         state = strategy.tell(state, [results[c.trial] for c in batch])
         for c in batch:  # the strategy keeps what weights it needs; the engine drops its copies
@@ -337,17 +341,33 @@ def _outcome(ev: Evaluation, r: TrialResult) -> TrialOutcome:
         "error": r.error if math.isfinite(r.error) else None, "seconds": ev.seconds})
 
 
-def _release(store: TrialStore, run: Run, claimed: Mapping[int, int], exc: BaseException) -> None:
-    """Queues the claimed, unfinished trials again without counting the attempt (not their fault)."""
+def _release(store: TrialStore, run: Run, claimed: Mapping[int, int], exc: BaseException) -> list[int]:
+    """Queues the claimed, unfinished trials again without counting the attempt (not their fault).
+
+    Returns:
+      The trials the store could not release (a full disk fails its writes
+      too); they stay ``running`` and the next start counts their attempt.
+      The exception that stopped the search is never replaced by this one's.
+    """
     if isinstance(exc, KeyboardInterrupt):
         reason = f"interrupted by the user ({getattr(exc, 'signal_name', 'SIGINT')}); not counted as an attempt"
     else:
         reason = f"checkpoint write failed ({exc}); not counted as an attempt"
+    stuck = []
     for trial, attempt in claimed.items():
-        try:
-            store.release(run, trial, reason, attempt=attempt)
-        except InvalidTransitionError:
-            pass  # the interrupt came after its finish committed: it is done
+        for last_try in (False, True):
+            try:
+                store.release(run, trial, reason, attempt=attempt)
+                break
+            except InvalidTransitionError:
+                break  # the interrupt came after its finish committed: it is done
+            except StoreError as store_error:
+                if last_try:
+                    log.warning("could not queue trial %d again: %s", trial, store_error)
+                    stuck.append(trial)
+                else:
+                    store.make_room()  # e.g. give a full disk back the journal's space, then try once more
+    return stuck
 
 
 def export_artefacts(outcome: SearchOutcome, store: TrialStore, run_dir: str) -> dict[str, Any]:

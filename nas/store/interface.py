@@ -148,6 +148,9 @@ class TrialStore(abc.ABC):
     def strategy_state(self, run: Run | int) -> StrategyState | None:
         """The latest saved strategy state, or None."""
 
+    def make_room(self) -> None:
+        """Gives back what space the store can (its journal) so a write on a full disk may fit; best effort."""
+
     # ---------------------------------------------------------------- lifetime
     @abc.abstractmethod
     def close(self) -> None:

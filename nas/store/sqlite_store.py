@@ -506,6 +506,15 @@ class SqliteTrialStore(TrialStore):
         updated, state, told = row
         return StrategyState(run_id, bytes(state), tuple(from_json(told)), updated)
 
+    def make_room(self) -> None:
+        # A TRUNCATE checkpoint moves the WAL's pages into the database and
+        # cuts the -wal file to zero bytes: on a full disk, the blocks it held
+        # are what the next small write (a release) needs. Never raises.
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+
     # ---------------------------------------------------------------- lifetime
     def close(self) -> None:
         self._conn.close()

@@ -55,8 +55,13 @@ def copy_of(saved, tmp_path) -> str:
 
 
 def data_file(directory: str) -> str:
-    """The largest file under variables/: orbax's compressed array chunks."""
-    files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(directory, "variables")) for f in fs]
+    """The largest of orbax's array chunks (files under a ``d/`` folder of variables/).
+
+    Only chunks: for a tiny model the JSON ``_METADATA`` can outweigh every
+    chunk, and garbling it is a different fault (a decode error, not silent).
+    """
+    files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(directory, "variables")) for f in fs
+             if os.path.basename(r) == "d"]
     return max(files, key=os.path.getsize)
 
 

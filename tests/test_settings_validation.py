@@ -185,3 +185,12 @@ def test_entry_points_exit_non_zero_naming_the_key(tmp_path, module, override, m
     stderr = _fails(module, "model=mlp", "model.hidden=[8]", override, tmp_path=tmp_path) if module == "train" \
         else _fails(module, "search.max_trials=1", override, tmp_path=tmp_path)
     assert message in stderr
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam"])
+def test_every_optimizer_config_composes_into_the_optimizer_it_names(name):
+    from nas.train import make_optimizer
+
+    config = _train_config("train", f"optimizer={name}")
+    assert config.optimizer.name == name
+    make_optimizer(config.optimizer, config.schedule, total_steps=10)  # the trainer can build it

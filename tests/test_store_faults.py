@@ -143,6 +143,17 @@ def test_creating_a_store_leaves_no_temporary_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [STORE_FILENAME]
 
 
+def test_a_file_system_without_hard_links_still_gets_a_whole_store(tmp_path, monkeypatch):
+    def no_links(source, destination):
+        raise PermissionError(1, "Operation not permitted")  # the fault: e.g. some FUSE or SMB mounts
+
+    monkeypatch.setattr(os, "link", no_links)
+    _filled_store(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [STORE_FILENAME, "trials"]
+    with SqliteTrialStore.in_run_dir(tmp_path) as store:
+        assert store.trials(store.runs()[0])[0].status == DONE
+
+
 # ------------------------------------------------------------------ #5 one process per run directory
 _HOLDER = textwrap.dedent("""
     import sys, time

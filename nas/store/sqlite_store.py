@@ -124,6 +124,12 @@ def _create(path: str, timeout: float) -> None:
             os.link(temporary, path)
         except FileExistsError:
             pass  # another process created it first: use theirs
+        except OSError:
+            # A file system without hard links: a rename is atomic too, and only
+            # a second process creating the same store in the same instant could
+            # lose its (empty) schema to this one's.
+            if not os.path.exists(path):
+                os.rename(temporary, path)
     finally:
         for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
             if os.path.exists(leftover):

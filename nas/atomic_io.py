@@ -23,6 +23,7 @@ are deleted by the next `recover_directory`; readers never look at them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -32,7 +33,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe later).
 _UMASK = os.umask(0)
@@ -84,6 +85,25 @@ def write_json_atomic(path: str, value: Any, *, indent: int | None = 2,
       The absolute path written.
     """
     return write_text_atomic(path, json.dumps(value, indent=indent, default=default) + "\n")
+
+
+@contextlib.contextmanager
+def staged_directory(target: str) -> Iterator[str]:
+    """Yields an empty staging folder beside `target`; on success it replaces `target` atomically.
+
+    What a killed earlier writer left at `target` is recovered first; on any
+    error (or interrupt) the staging folder is removed and `target` is left as
+    it was.
+    """
+    recover_directory(target)
+    staging = staging_directory(target)
+    try:
+        yield staging
+        fsync_tree(staging)
+        replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def staging_directory(target: str) -> str:

@@ -86,9 +86,7 @@ def save_model(directory: str, arch: Arch, variables: dict, metadata: dict[str, 
     directory = os.path.abspath(directory)
     # Serialised first: metadata JSON cannot hold fails before anything on disk changes.
     texts = {ARCH_FILE: arch.to_json(), METADATA_FILE: json.dumps(metadata, indent=2, default=_json_default)}
-    atomic_io.recover_directory(directory)
-    staging = atomic_io.staging_directory(directory)
-    try:
+    with atomic_io.staged_directory(directory) as staging:
         for name, text in texts.items():
             with open(os.path.join(staging, name), "w") as f:
                 f.write(text)
@@ -97,11 +95,6 @@ def save_model(directory: str, arch: Arch, variables: dict, metadata: dict[str, 
         checkpointer.wait_until_finished()
         with open(os.path.join(staging, CHECKSUMS_FILE), "w") as f:
             json.dump({"algorithm": "sha256", "files": _checksums(staging)}, f, indent=2)
-        atomic_io.fsync_tree(staging)
-        atomic_io.replace_directory(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
 
 
@@ -127,20 +120,13 @@ def copy_model(source: str, destination: str) -> str:
         raise ValueError(f"copy_model: source and destination are the same directory {source}")
     _check_parts(source)
     _verify_checksums(source)
-    atomic_io.recover_directory(destination)
-    staging = atomic_io.staging_directory(destination)
-    try:
+    with atomic_io.staged_directory(destination) as staging:
         for part in (*PARTS, CHECKSUMS_FILE):
             path = os.path.join(source, part)
             if os.path.isdir(path):
                 shutil.copytree(path, os.path.join(staging, part))
             elif os.path.exists(path):
                 shutil.copy2(path, os.path.join(staging, part))
-        atomic_io.fsync_tree(staging)
-        atomic_io.replace_directory(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return destination
 
 

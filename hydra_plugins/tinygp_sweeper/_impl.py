@@ -41,6 +41,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.tinygp_sweeper.config import TinygpSweeperConf
 from nas.search import bo
 from nas.search.bo.space import KERNELS, Hyperparameter, Space, SpaceError, categorical
 
@@ -69,22 +70,31 @@ class MetricError(SweepError, ValueError):
 # ---------------------------------------------------------------------------
 # Settings
 
-@dataclasses.dataclass(frozen=True)
-class SweepSettings:
-    """The sweeper config, checked (see `config.TinygpSweeperConf` for each field)."""
+def _settings_fields() -> list[tuple[str, Any, dataclasses.Field]]:
+    """`TinygpSweeperConf`'s fields, as the checked settings hold them.
 
-    n_trials: int = 20
-    batch_size: int = 1
-    metric: Optional[str] = None
-    direction: str = "minimize"
-    target: Optional[float] = None
-    seed: int = 0
-    kernel: str = "matern52"
-    n_initial: Optional[int] = None
-    n_candidates: int = 2048
-    xi: float = 1e-4
-    storage: str = "tinygp_sweeper.json"
-    params: tuple[tuple[str, str], ...] = ()
+    The structured config is the one list of settings and defaults; the
+    checked form only changes two types: the `Direction` enum becomes its
+    name and the `params` mapping a tuple of pairs (hashable, frozen).
+    """
+    fields = []
+    for f in dataclasses.fields(TinygpSweeperConf):
+        if f.name.startswith("_"):
+            continue
+        if f.name == "direction":
+            fields.append((f.name, str, dataclasses.field(default=f.default.name)))
+        elif f.name == "params":
+            fields.append((f.name, tuple, dataclasses.field(default=())))
+        else:
+            fields.append((f.name, f.type, dataclasses.field(default=f.default)))
+    return fields
+
+
+_SweepFields = dataclasses.make_dataclass("_SweepFields", _settings_fields(), frozen=True)
+
+
+class SweepSettings(_SweepFields):
+    """The sweeper config, checked (see `config.TinygpSweeperConf` for each field)."""
 
     @classmethod
     def create(cls, direction: Any = "minimize", params: Optional[Mapping[str, Any]] = None,

@@ -5,7 +5,7 @@ one imports nothing heavier than Hydra: JAX and the GP load with `_impl`, when
 a sweep is actually configured.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, List
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -15,15 +15,11 @@ from omegaconf import DictConfig
 class TinygpSweeper(Sweeper):
     """Bayesian optimisation over Hydra overrides (see `config.TinygpSweeperConf`)."""
 
-    def __init__(self, n_trials: int, batch_size: int, metric: Optional[str], direction: Any,
-                 target: Optional[float], seed: int, kernel: str, n_initial: Optional[int],
-                 n_candidates: int, xi: float, storage: str, params: Optional[Dict[str, str]]) -> None:
+    def __init__(self, **settings: Any) -> None:
+        # Hydra instantiates with every field of `TinygpSweeperConf`; `SweepSettings` checks them.
         from hydra_plugins.tinygp_sweeper._impl import SweepSettings, TinygpSweeperImpl
 
-        self.sweeper = TinygpSweeperImpl(SweepSettings.create(
-            n_trials=n_trials, batch_size=batch_size, metric=metric, direction=direction, target=target,
-            seed=seed, kernel=kernel, n_initial=n_initial, n_candidates=n_candidates, xi=xi, storage=storage,
-            params=params))
+        self.sweeper = TinygpSweeperImpl(SweepSettings.create(**settings))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)

@@ -226,6 +226,44 @@ EXPECTED: dict[str, tuple[Expected, ...]] = {
                  ("act2",), {"type": "RMSprop"}, "categorical_crossentropy"),
     ),
     # Models with no IR arch: a Dense whose units come from an argument no caller gives.
+    # Styles seen in public Keras files outside the seed zoo's repositories (experiments/results/miner_coverage.md).
+    "custom_layer_block": (Expected((8, 28), (
+        inp(32, 32, 3), conv("conv1", "input", 8, 3, "same"), act("act1", "conv1", "relu"),
+        conv("conv2", "act1", 8, 3, "same"), n("bn1", "BatchNorm", "conv2"), n("add1", "Add", "bn1", "act1"),
+        act("act2", "add1", "relu"), conv("conv3", "act2", 8, 3, "same"), n("bn2", "BatchNorm", "conv3"),
+        n("add2", "Add", "bn2", "act2"), act("act3", "add2", "relu"), n("gap1", "GlobalAvgPool", "act3"),
+        dense("dense1", "gap1", 10)), ("dense1",)),),
+    "train_loop_call": (Expected((4, 7), (
+        inp(28, 28, 1), conv("conv1", "input", 16, 3), act("act1", "conv1", "relu"), n("flatten1", "Flatten", "act1"),
+        dense("dense1", "flatten1", 10)), ("dense1",), {"type": "Adam", "learning_rate": 0.001},
+        "sparse_categorical_crossentropy"),),
+    "augmentation": (Expected((5, 12), (
+        inp(64, 64, 3), n("identity1", "Identity", "input"), n("identity2", "Identity", "identity1"),
+        n("identity3", "Identity", "identity2"),
+        n("sepconv1", "SeparableConv2D", "identity3", filters=16, kernel_size=3, padding="same"),
+        act("act1", "sepconv1", "relu"), n("gap1", "GlobalAvgPool", "act1"), dense("dense1", "gap1", 4),
+        act("act2", "dense1", "softmax")), ("act2",)),),
+    "input_signature": (Expected((8, 19), (
+        inp(28, 28, 1), conv("conv1", "input", 32, 3), act("act1", "conv1", "relu"), n("flatten1", "Flatten", "act1"),
+        dense("dense1", "flatten1", 10), act("act2", "dense1", "softmax")), ("act2",)),),
+    "layer_build": (
+        Expected((13, 23), (
+            inp(8, 8, 2), conv("conv1", "input", 4, 3), act("act1", "conv1", "relu"),
+            n("flatten1", "Flatten", "act1"), dense("dense1", "flatten1", 2), act("act2", "dense1", "softmax")),
+            ("act2",)),
+        # The outer block's build() sees the inner block's output, whose width is not known statically.
+        Expected((13, 26), None, complete=False, layers=(
+            ("input", "Input", "Input", ()), ("conv1", "Conv2D", "Conv2D", ("input",)),
+            ("act1", "Activation", "Activation", ("conv1",)), ("conv2", "Conv2D", "Conv2D", ("act1",)),
+            ("act2", "Activation", "Activation", ("conv2",)), ("flatten1", "Flatten", "Flatten", ("act2",)),
+            ("dense1", "Dense", "Dense", ("flatten1",))), unresolved=("input_shape[-1] * self.factor",)),
+    ),
+    # Dense(None) is rejected by Keras: the builder's None default is overridden by a caller the file lacks.
+    "none_default": (Expected((5, 9), None, complete=False, layers=(
+        ("input", "Input", "Input", ()), ("conv1", "Conv2D", "Conv2D", ("input",)),
+        ("act1", "Activation", "Activation", ("conv1",)), ("flatten1", "Flatten", "Flatten", ("act1",)),
+        ("dense1", "Dense", "Dense", ("flatten1",)), ("act2", "Activation", "Activation", ("dense1",))),
+        unresolved=("None",)),),
     "library": (Expected((7, 10), None, complete=False, layers=(
         ("input", "InputLayer", "Input", ()), ("conv1", "Conv2D", "Conv2D", ("input",)),
         ("act1", "Activation", "Activation", ("conv1",)), ("flatten1", "Flatten", "Flatten", ("act1",)),

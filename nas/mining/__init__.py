@@ -16,7 +16,10 @@ hanging it), Keras semantics on its hooks (`keras_semantics`,
 `keras_graphs`, `keras_objects`), and the file-level driver (`source`:
 `mine_source`). How unresolved values and unsupported layers appear is stated
 in `nas.mining.assemble` (the rule for ``MinedModel.arch``) and in
-`nas.mining.source` (what the interpreter follows).
+`nas.mining.source` (what the interpreter follows). Constants a file imports
+from its own repository's modules are read by `nas.mining.sibling_modules`;
+Keras's augmentation layers, identity at inference, are listed in
+`nas.mining.keras_augmentation`.
 """
 
 from nas.mining.corpus import SourceFile, python_files

@@ -16,6 +16,7 @@ from typing import Iterable, Mapping
 from nas.mining.corpus import SourceFile, read_regular_file
 from nas.mining.errors import FileTooLargeError, NotRegularFileError
 from nas.mining.model import NOT_TEXT, TOO_LARGE, MineResult
+from nas.mining.sibling_modules import module_reader
 from nas.mining.source import MAX_SOURCE_CHARS, mine_source
 from nas.mining.zoo import ZooEntry, zoo_entry
 
@@ -67,8 +68,11 @@ def mine_file(source: SourceFile) -> MineResult:
     Args:
       source: the file.
     Returns:
-      Its `MineResult`. A FIFO, device, socket or directory (or a link to one)
-      is not opened: its status is ``not_text`` and its reason says what it is.
+      Its `MineResult`; names it imports from modules of its own repository
+      (``from config import NUM_CLASSES``) are read from them
+      (`nas.mining.sibling_modules`). A FIFO, device, socket or directory (or
+      a link to one) is not opened: its status is ``not_text`` and its reason
+      says what it is.
       A file over the byte limit is ``too_large`` and is never read whole.
     """
     try:
@@ -79,7 +83,7 @@ def mine_file(source: SourceFile) -> MineResult:
         return MineResult(reason=f"over {_MAX_BYTES} bytes", status=TOO_LARGE, path=source.relpath)
     except OSError as exc:
         return MineResult(reason=f"cannot read: {exc}", status=NOT_TEXT, path=source.relpath)
-    result = mine_source(data, source.relpath)
+    result = mine_source(data, source.relpath, module_reader(source.path, source.relpath))
     models = tuple(dataclasses.replace(m, provenance=dataclasses.replace(
         m.provenance, repo=source.repo, commit=source.commit)) for m in result.models)
     return dataclasses.replace(result, models=models)

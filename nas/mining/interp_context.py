@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 from nas.mining.interp_objects import _EXIT_CALLS, _INERT_CALL_ROOTS, MAX_GRAPH_NODES, MAX_STEPS
 
@@ -21,9 +21,12 @@ _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 class FileContext:
     """What every variant of one file shares: the tree, source text, caches and the step budget."""
 
-    def __init__(self, text: str, tree: ast.Module, path: str | None):
+    def __init__(self, text: str, tree: ast.Module, path: str | None, modules: Any = None):
         self.tree = tree
         self.path = path
+        # A `nas.mining.sibling_modules.ModuleReader` (or None): the repository's modules the file imports from.
+        self.modules = modules
+        self.module_constants: dict[str, dict[str, Any]] = {}  # file key -> its top-level constants
         # Split where the tokenizer does (str.splitlines also splits at \f, \x1c, \u2028, ...), so that
         # ast's line numbers index these lines.
         self.lines = [line.encode("utf-8", "surrogatepass") for line in _LINES.findall(text)]

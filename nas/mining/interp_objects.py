@@ -15,7 +15,7 @@ import dataclasses
 import operator
 from typing import Any, Callable, Sequence
 
-from nas.mining.values import MAX_VISITS, KerasObject, Unresolved
+from nas.mining.values import KerasObject, Unresolved, walk
 
 MAX_STEPS = 400_000
 MAX_CALL_DEPTH = 12
@@ -185,19 +185,13 @@ def _known(value: Any) -> bool:
 
 
 def _is_data(value: Any) -> bool:
-    """A plain value, or a container of plain values only (no layer, tensor or model inside)."""
-    stack, seen = [value], 0
-    while stack and seen < MAX_VISITS:
-        item = stack.pop()
-        seen += 1
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend(item)
-        elif not isinstance(item, _PLAIN_TYPES + (range, Unresolved, KerasObject)):
-            return False
-    return True
+    """A plain value, or a container of plain values only (no layer, tensor or model inside).
+
+    Only the first `MAX_VISITS` nodes are looked at (`nas.mining.values.walk`).
+    """
+    containers = (dict, list, tuple, set, frozenset)
+    plain = _PLAIN_TYPES + (range, Unresolved, KerasObject)
+    return all(isinstance(item, containers) or isinstance(item, plain) for item in walk(value))
 
 
 def _with_marker(loops: tuple[str, ...], *markers: str) -> tuple[str, ...]:

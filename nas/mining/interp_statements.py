@@ -196,6 +196,9 @@ class Statements:
                 continue
             name = alias.asname or alias.name
             value = self._module_value(base + (alias.name,)) if base is not None else Unresolved(alias.name)
+            if isinstance(value, Unresolved) and stmt.module:
+                # Not a tracked library: perhaps a module of the file's own repository (`from config import N`).
+                value = self._sibling_constant(tuple(stmt.module.split(".")), stmt.level, alias.name, value)
             self._bind(name, value, frame)
 
     def _s_FunctionDef(self, stmt: ast.FunctionDef, frame: _Frame) -> None:

@@ -169,6 +169,52 @@ class Interpreter(Statements, Expressions, Calls):
         if note not in self.notes:
             self.notes.append(note)
 
+    # ------------------------------------------------------------ modules of the file's repository
+    def _sibling_constant(self, parts: tuple[str, ...], level: int, name: str, default: Any) -> Any:
+        """``name`` from a module of the mined file's repository, when it is a constant there; else ``default``.
+
+        The module (found by ``ctx.modules``, a `nas.mining.sibling_modules.ModuleReader`)
+        is never run: only its top-level assignments are interpreted, by a
+        plain `Interpreter` that follows none of its imports, definitions or
+        calls of its own code, and only plain data (numbers, strings, tuples,
+        lists, dicts of them) is taken from it.
+        """
+        if self.ctx.modules is None:
+            return default
+        found = self.ctx.modules(parts, level)
+        if found is None:
+            return default
+        key, text = found
+        if key not in self.ctx.module_constants:
+            self.ctx.module_constants[key] = {}  # a module importing the file back finds nothing, not a loop
+            self.ctx.module_constants[key] = self._module_constants(text, key)
+        value = self.ctx.module_constants[key].get(name, _UNBOUND)
+        return default if value is _UNBOUND else value
+
+    def _module_constants(self, text: str, key: str) -> dict[str, Any]:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return {}
+        ctx = FileContext(text, tree, key)
+        # The module's interpretation is charged to this file's budget, at most a tenth of it.
+        ctx.steps_left = max(0, min(self.ctx.steps_left, MAX_STEPS // 10))
+        before = ctx.steps_left
+        module = Interpreter(ctx, {})
+        frame = _Frame(module.globals)
+        for stmt in tree.body:
+            if not isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                continue
+            try:
+                module._exec_block([stmt], frame)
+            except _StopRun:
+                break
+            except Exception:  # noqa: BLE001  (a signal or an odd statement: skip it, keep the others)
+                continue
+        self.ctx.steps_left -= before - max(ctx.steps_left, 0)
+        return {k: v for k, v in module.globals.items()
+                if not k.startswith("__") and not isinstance(v, Unresolved) and _is_data(v)}
+
     # ------------------------------------------------------------ hooks (a semantics overrides these)
     def _module_value(self, path: tuple[str, ...]) -> Any:
         """What ``import a.b`` binds: a reference into a tracked library, or a marker."""

@@ -2,13 +2,15 @@
 
 A Sequential model's items become a chain (an Input first where its first
 layer names a shape or the model was built with one); a functional model is
-the ancestors of its outputs; a subclassed model is traced through ``call``
-on a fresh Input. A model used as a layer of another is copied in, its
+the ancestors of its outputs; a subclassed model, and a custom Layer
+subclass added to a Sequential one, is traced through ``call`` on a fresh
+Input. A model used as a layer of another is copied in, its
 inputs replaced. Every node built or walked is charged to `MAX_GRAPH_NODES`.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from typing import Any, Sequence
 
@@ -60,7 +62,7 @@ class ModelGraphs:
         if isinstance(model, _Instance):
             if model.seq is not None:
                 return self._sequential_graph(model.seq)
-            if model.model is not None and not self.stopped:
+            if (model.model is not None or model.keras == "layer") and not self.stopped:
                 return self._subclass_graph(model)
         return None
 
@@ -145,14 +147,24 @@ class ModelGraphs:
         return protos, inputs, [prev]
 
     def _subclass_graph(self, inst: _Instance) -> tuple[list[Proto], list[int], list[int]] | None:
-        """Traces ``call`` of a Keras Model subclass on a fresh Input."""
+        """Traces ``call`` of a Keras Model (or custom Layer) subclass on a fresh Input.
+
+        The Input's shape is the one ``model.build(shape)`` gave, else the one
+        ``@tf.function(input_signature=[tf.TensorSpec(shape)])`` on ``call``
+        declares; the class's own ``build`` runs first, as Keras runs it.
+        """
         state = inst.model
         call = self._class_attr(inst.cls, "call")
         if not isinstance(call, _Func):
             return None
-        kwargs = {} if state.build_shape is None else {"batch_shape": state.build_shape}
+        shape = state.build_shape if state is not None else None
+        if shape is None:
+            shape = signature_shape(call.node)
+        kwargs = {} if shape is None else {"batch_shape": shape}
+        line = state.line if state is not None else getattr(inst.cls.node, "lineno", 0)
         input_uid = self._add_node(translate_layer("Input", (), kwargs, channels_first=self.channels_first), (),
-                                   state.line, None)
+                                   line, None)
+        self._build_before_call(inst, Unresolved("input_shape") if shape is None else shape)
         out = self._invoke(call, [inst, _Tensor(input_uid)], {}, _NO_SITE)
         outs = [v.uid for v in _flatten([out]) if isinstance(v, _Tensor)]
         if not outs:
@@ -183,3 +195,58 @@ class ModelGraphs:
         provenance = Provenance(self.ctx.path, state.line, state.line)
         return assemble(protos, outputs, provenance=provenance, optimizer=state.optimizer, loss=state.loss)
 
+    # ------------------------------------------------------------ Keras's build-before-call
+    def _invoke(self, func: _Func, args: list[Any], kwargs: dict[str, Any], site: _Site) -> Any:
+        """Notes a subclass's own ``build`` run by the program (``model.build(shape)``), so tracing runs it once."""
+        receiver = args[0] if args else None
+        if (func.name == "build" and func.owner is not None and isinstance(receiver, _Instance)
+                and receiver.keras in ("model", "layer")):
+            self._built.add(receiver)
+            given = args[1] if len(args) > 1 else kwargs.get("input_shape")
+            if receiver.model is not None and receiver.model.build_shape is None and given is not None:
+                receiver.model.build_shape = self._plain(given, None)
+        return super()._invoke(func, args, kwargs, site)
+
+    def _build_before_call(self, inst: _Instance, shape: Any) -> None:
+        """Runs a custom layer's or model's own ``build(input_shape)`` once, before its first ``call``.
+
+        Keras does so on the first call; layers made there
+        (``self.dense = Dense(input_shape[-1])``) exist only afterwards.
+        """
+        build = self._class_attr(inst.cls, "build")
+        if isinstance(build, _Func) and inst not in self._built:
+            self._invoke(build, [inst, shape], {}, _NO_SITE)
+
+    def _tensor_batch_shape(self, value: Any) -> Any:
+        """``(None, *shape)`` of a tensor straight from an Input with a known shape, else an `Unresolved`."""
+        node = self.nodes.get(value.uid) if isinstance(value, _Tensor) else None
+        if node is not None and node.call.op == "Input" and isinstance(node.call.input_shape, tuple):
+            return (None,) + node.call.input_shape
+        return Unresolved("input_shape")
+
+
+def signature_shape(func: ast.AST) -> tuple | None:
+    """The batch shape of ``@tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], ...)])``, or None."""
+    for deco in getattr(func, "decorator_list", ()):
+        if not (isinstance(deco, ast.Call) and _dotted_tail(deco.func) == "function"):
+            continue
+        signature = next((k.value for k in deco.keywords if k.arg == "input_signature"), None)
+        if not (isinstance(signature, (ast.List, ast.Tuple)) and signature.elts):
+            continue
+        spec = signature.elts[0]
+        if not (isinstance(spec, ast.Call) and _dotted_tail(spec.func) == "TensorSpec"):
+            continue
+        shape = spec.args[0] if spec.args else next((k.value for k in spec.keywords if k.arg == "shape"), None)
+        try:
+            value = ast.literal_eval(shape) if shape is not None else None
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+        if isinstance(value, (list, tuple)) and len(value) <= 8:
+            return tuple(value)
+    return None
+
+
+def _dotted_tail(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None

@@ -21,7 +21,8 @@ import dataclasses
 import re
 from typing import Any, Mapping, Sequence
 
-from nas.ir import ACTIVATIONS, Attrs
+from nas.ir import ACTIVATIONS, OPS, Attrs
+from nas.mining.keras_augmentation import AUGMENTATION_DROPPED, AUGMENTATION_LAYERS
 from nas.mining.values import KerasObject, Unresolved, render, unresolved_in
 
 # Layer kinds: Manas's completeness test needs "conv", "activation" and "linear".
@@ -199,6 +200,8 @@ SPECS: Mapping[str, LayerSpec] = {
     "Add": LayerSpec("Add", MERGE, (), {}),
     "Concatenate": LayerSpec("Concat", MERGE, ("axis",), {"axis": "@axis"}),
     "Identity": LayerSpec("Identity", OTHER, (), dict(_INPUT)),
+    # Identity at inference (nas.mining.keras_augmentation); their arguments are all dropped.
+    **{name: LayerSpec("Identity", OTHER, (), dict(_INPUT)) for name in AUGMENTATION_LAYERS},
     "Input": LayerSpec("Input", INPUT, ("shape", "batch_size", "name", "dtype"),
                        {"shape": "@input_shape", "batch_shape": "@batch_input_shape",
                         "batch_input_shape": "@batch_input_shape"}),
@@ -215,8 +218,7 @@ _UNSUPPORTED_KINDS = {
                 "ConvLSTM2D", "RNN", "LSTMCell", "GRUCell"),
     RESHAPE: ("Reshape", "Permute", "RepeatVector", "UpSampling1D", "UpSampling2D", "UpSampling3D",
               "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding3D"),
-    DROPOUT: ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
-              "AlphaDropout", "ActivityRegularization", "Masking"),
+    DROPOUT: ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "ActivityRegularization", "Masking"),
     ACTIVATION: ("PReLU", "ThresholdedReLU"),
     NORM: ("LayerNormalization", "GroupNormalization", "UnitNormalization"),
     MERGE: ("Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot", "Merge"),
@@ -467,6 +469,8 @@ def translate_layer(name: str, args: Sequence[Any] = (), kwargs: Mapping[str, An
         note = f"the IR has no op for Keras layer {keras}"
         return _unsupported(keras, kind, bound, note, None, (), channels_first)
     bound, dropped = _bind(spec, name, args, kwargs, flavour)
+    if keras in AUGMENTATION_LAYERS:
+        dropped.append(AUGMENTATION_DROPPED)
     try:
         return _translate(keras, spec, bound, list(dropped), channels_first)
     except _Inexpressible as exc:
@@ -535,6 +539,9 @@ def _translate(keras: str, spec: LayerSpec, bound: dict[str, Any], dropped: list
                     attrs[target] = ir_name
             else:
                 _check_known(value)
+                if value is None and target in OPS[spec.op].required:
+                    # Keras rejects None here (Dense(None)): a builder's None default the real caller overrides.
+                    raise _Unknown("None")
                 if target == "padding" and spec.op != "ZeroPadding2D":
                     value = _padding(value)
                 elif target in _WINDOWS or target == "padding":

@@ -47,6 +47,7 @@ class KerasSemantics(ModelGraphs, Interpreter):
         self._seqs: list[_Sequential] = []      # every Sequential of the run, to mark cut-short ones
         self._appended: list[_Sequential] = []  # the Sequential of each item added, by stamp - 1
         self._layers: list[_Layer] = []          # every layer object, in uid order
+        self._built: set[_Instance] = set()      # subclass instances whose own build() has run
 
     # ------------------------------------------------------------ names
     def _module_value(self, path: tuple[str, ...]) -> Any:
@@ -70,6 +71,8 @@ class KerasSemantics(ModelGraphs, Interpreter):
             return self._apply_call(func.call, self._input_uids(inputs, site), site, func.uid, func.line,
                                     func.loops)
         if isinstance(func, (_ModelState, _App)):
+            if isinstance(func, _ModelState) and not self._holds_tensor(args, kwargs):
+                return Unresolved(self.text(site.node))  # inference on data (see _call_instance_fallback)
             return self._apply_model(func, args[0] if args else kwargs.get("inputs"), site)
         tensors = [v.uid for v in _flatten(args + list(kwargs.values())) if isinstance(v, _Tensor)]
         if tensors:
@@ -78,6 +81,10 @@ class KerasSemantics(ModelGraphs, Interpreter):
 
     def _call_instance_fallback(self, inst: _Instance, args: list[Any], kwargs: dict[str, Any],
                                 site: _Site) -> Any:
+        if (inst.seq is not None or inst.model is not None) and not self._holds_tensor(args, kwargs):
+            # `predictions = model(images, training=True)` in a training loop: inference on data,
+            # not the model used as a layer of another, so the model stays a model of its own.
+            return Unresolved(self.text(site.node))
         if inst.seq is not None:
             return self._apply_model(inst.seq, args[0] if args else kwargs.get("inputs"), site)
         if inst.keras in ("model", "layer"):
@@ -85,11 +92,16 @@ class KerasSemantics(ModelGraphs, Interpreter):
             if inst.model is not None:
                 inst.model.consumed = True
             if isinstance(call, _Func):
+                self._build_before_call(inst, self._tensor_batch_shape(args[0] if args else kwargs.get("inputs")))
                 return self._invoke(call, [inst] + args, kwargs, site)
         tensors = [v.uid for v in _flatten(args) if isinstance(v, _Tensor)]
         if tensors:
             return self._opaque(inst.cls.name, tensors, site)
         return Unresolved(self.text(site.node))
+
+    @staticmethod
+    def _holds_tensor(args: list[Any], kwargs: dict[str, Any]) -> bool:
+        return any(isinstance(v, _Tensor) for v in _flatten(list(args) + list(kwargs.values())))
 
     def _new_instance(self, cls: _Class, site: _Site) -> _Instance:
         inst = _Instance(cls, {}, self._keras_base(cls))
@@ -354,6 +366,9 @@ class KerasSemantics(ModelGraphs, Interpreter):
                 if state is not None:
                     state.consumed = True
             self._seq_append(seq, "model", item.seq if item.seq is not None else item, site.line, loops)
+        elif isinstance(item, _Instance) and item.keras == "layer":
+            # A custom Layer subclass (a ResNet BasicBlock): traced through its `call` where the model is built.
+            self._seq_append(seq, "model", item, site.line, loops)
         elif isinstance(item, (_ModelState, _App)):
             if isinstance(item, _ModelState):
                 item.consumed = True

@@ -8,7 +8,11 @@ importing or executing the mined code:
 * Python constants, tuples, lists, dicts and ranges evaluate as themselves,
   so module-level and local constants propagate (``num_filters * 2``);
   anything that depends on data, files, the command line or code outside
-  the file is an `Unresolved` marker carrying its source text.
+  the file is an `Unresolved` marker carrying its source text. The one
+  exception: given a `nas.mining.sibling_modules.ModuleReader` (`nas-mine`
+  passes one), plain constants imported from a module of the file's own
+  repository (``from config import NUM_CLASSES``) are read from its
+  top-level assignments, without running it.
 * Names imported from Keras (every spelling: ``keras``, ``tensorflow.keras``,
   ``tf.keras``, aliases, star imports) are API references; calling one makes
   a layer object, a tensor, a model or an optimizer (`nas.mining.keras_api`,
@@ -81,6 +85,7 @@ from nas.mining.model import (
     BINARY, INTERNAL_ERROR, NO_MODEL, NOT_KERAS, NOT_TEXT, OK, PYTHON2, SYNTAX_ERROR, TOO_LARGE, MinedModel,
     MineResult,
 )
+from nas.mining.sibling_modules import ModuleReader
 
 MAX_SOURCE_CHARS = 1_000_000
 MAX_VARIANTS = 16
@@ -187,18 +192,22 @@ def _model_key(model: MinedModel) -> tuple:
     return (model.provenance, model.layers, json.dumps(model.optimizer, sort_keys=True, default=str), model.loss)
 
 
-def mine_source(text: str | bytes, path: str | None = None) -> MineResult:
+def mine_source(text: str | bytes, path: str | None = None, modules: ModuleReader | None = None) -> MineResult:
     """Finds the Keras models a Python source file builds, without running it.
 
     Args:
       text: the file's text (bytes are decoded as UTF-8, bad bytes replaced).
       path: where the text came from, recorded in each model's provenance.
+      modules: finds the modules of the file's repository it imports names
+        from (`nas.mining.sibling_modules.module_reader`); their top-level
+        constants are then known (``from config import NUM_CLASSES``). None:
+        such names are unresolved.
     Returns:
       A `MineResult`; it never raises. ``models`` holds one `MinedModel` per
       distinct model built (per branch variant when the variants differ).
     """
     try:
-        return _mine(text, path)
+        return _mine(text, path, modules)
     except Exception as exc:  # last resort: a miner bug must not stop mining a corpus
         return MineResult(reason=f"internal error: {type(exc).__name__}: {exc}"[:300], status=INTERNAL_ERROR,
                           path=path if isinstance(path, str) else None)
@@ -248,7 +257,7 @@ def _python2_hint(text: str, exc: SyntaxError) -> str | None:
     return None
 
 
-def _mine(text: Any, path: Any) -> MineResult:
+def _mine(text: Any, path: Any, modules: ModuleReader | None = None) -> MineResult:
     path = None if path is None else str(path)
     if isinstance(text, (bytes, bytearray)):
         decoded = _decode(bytes(text))
@@ -284,7 +293,7 @@ def _mine(text: Any, path: Any) -> MineResult:
         keras = keras_api.mentions_keras_import(text)
     if not keras:
         return MineResult(reason="no keras import", status=NOT_KERAS, path=path)
-    return _explore(FileContext(text, tree, path))
+    return _explore(FileContext(text, tree, path, modules))
 
 
 def _explore(ctx: FileContext) -> MineResult:

@@ -11,7 +11,7 @@ to a `KerasObject` that keeps its arguments for the layer table to read.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,27 +54,35 @@ MAX_VISITS = 100_000
 _TOO_LARGE = "<value too large>"
 
 
+def walk(value: Any, limit: int = MAX_VISITS) -> Iterator[Any]:
+    """Yields ``value`` and every key, value and item nested in its containers, depth first, at most ``limit``.
+
+    Dicts, lists, tuples, sets and frozensets are opened; anything else is a
+    leaf. Shared and self-containing sublists are yielded once per occurrence,
+    so stopping at ``limit`` is what keeps ``a = [a, a]`` built in a loop from
+    unfolding exponentially; the caller learns of the cut by counting.
+    """
+    stack = [value]
+    seen = 0
+    while stack and seen < limit:
+        item = stack.pop()
+        seen += 1
+        yield item
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (tuple, list, set, frozenset)):
+            stack.extend(item)
+
+
 def node_count(value: Any, limit: int = MAX_VISITS) -> int | None:
     """How many nodes a value unfolds to (containers and their items, recursively), or None past ``limit``.
 
     Shared and self-containing sublists count once per occurrence, so the
     count bounds what ``hash``, ``==``, ``repr`` or a recursive walk would do.
     """
-    count = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (tuple, list, set, frozenset)):
-            stack.extend(item)
-        else:
-            continue
-        if count + len(stack) > limit:
-            return None
-    return count
+    count = sum(1 for _ in walk(value, limit + 1))
+    return None if count > limit else count
 
 
 def unresolved_in(value: Any, _depth: int = 0) -> list[Unresolved]:

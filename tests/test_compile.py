@@ -151,6 +151,10 @@ OP_EXAMPLES = {
     "Concat": ({"axis": 1}, (6, 6, 2), 2),
     "Identity": ({}, (6, 6, 2), 1),
     "ZeroPadding2D": ({"padding": [[1, 0], [2, 3]]}, (6, 6, 2), 1),
+    "Rescaling": ({"scale": 1 / 127.5, "offset": -1}, (6, 6, 2), 1),
+    "ReLU": ({"max_value": 6, "negative_slope": 0.1, "threshold": 0.5}, (6, 6, 2), 1),
+    "Reshape": ({"target_shape": [9, -1]}, (6, 6, 2), 1),
+    "UpSampling2D": ({"size": [2, 3]}, (6, 6, 2), 1),
 }
 
 
@@ -406,6 +410,7 @@ _KERAS_ACTIVATIONS = {
     "leaky_relu": lambda x: np.where(x >= 0, x, 0.2 * x),  # keras.activations.leaky_relu(negative_slope=0.2)
     "silu": lambda x: x / (1 + np.exp(-x)),
     "softplus": lambda x: np.log1p(np.exp(x)),
+    "relu6": lambda x: np.minimum(np.maximum(x, 0), 6),
 }
 
 
@@ -418,6 +423,96 @@ def test_activations_match_keras(fn):
     arch = _one_op("Activation", {"fn": fn}, (4, 5))
     x = 2 * np.random.default_rng(7).standard_normal((2, 4, 5))
     _close(_run(arch, {}, x.astype(np.float32)), _KERAS_ACTIVATIONS[fn](x))
+
+
+# ====================================================================== Keras's parameter-free transforms
+def _keras_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """keras.activations.relu (Keras 3's ReLU.static_call, the layer's computation), branch by branch."""
+    if negative_slope != 0.0:
+        if max_value is None and threshold == 0:
+            return np.where(x >= 0, x, negative_slope * x)  # backend.nn.leaky_relu
+        negative_part = np.maximum(-x + threshold, 0) if threshold != 0 else np.maximum(-x, 0)
+    clip_max = max_value is not None
+    if threshold != 0:
+        x = x * (x > threshold)
+    elif max_value == 6:
+        x, clip_max = np.minimum(np.maximum(x, 0), 6), False  # backend.nn.relu6
+    else:
+        x = np.maximum(x, 0)
+    if clip_max:
+        x = np.clip(x, 0, max_value)
+    if negative_slope != 0.0:
+        x = x - negative_slope * negative_part
+    return x
+
+
+def _float64_run(arch, x):
+    with jax.enable_x64(True):
+        return np.asarray(to_flax(arch, dtype=jnp.float64).apply({}, jnp.asarray(x, jnp.float64)))
+
+
+# Every branch of Keras's function: plain, bounded (6 takes Keras's relu6 path), leaky,
+# thresholded, and the three together; the inputs hit the threshold and the bound exactly.
+@pytest.mark.parametrize("max_value, negative_slope, threshold", [
+    (None, 0.0, 0.0), (6.0, 0.0, 0.0), (2.5, 0.0, 0.0), (0.0, 0.0, 0.0), (None, 0.3, 0.0),
+    (None, 0.0, 1.0), (None, 0.1, 1.0), (6.0, 0.2, 0.0), (3.0, 0.5, 1.5), (1.0, 0.0, 2.0),
+])
+def test_relu_layer_computes_keras_relu(max_value, negative_slope, threshold):
+    arch = _one_op("ReLU", {"max_value": max_value, "negative_slope": negative_slope, "threshold": threshold},
+                   (4, 6))
+    x = 4 * np.random.default_rng(11).standard_normal((2, 4, 6))
+    x[0, 0, :5] = [0.0, threshold, max_value or 7.0, -threshold, 6.0]
+    want = _keras_relu(x, max_value, negative_slope, threshold)
+    np.testing.assert_allclose(_float64_run(arch, x), want, rtol=1e-12, atol=1e-12)
+    _close(_run(arch, {}, x.astype(np.float32)), want)
+
+
+@pytest.mark.parametrize("attrs, fn", [({}, "relu"), ({"max_value": 6}, "relu6"),
+                                       ({"negative_slope": 0.2}, "leaky_relu")])
+def test_relu_layer_special_cases_are_the_named_activations(attrs, fn):
+    x = 8 * np.random.default_rng(12).standard_normal((3, 5, 4))
+    layer = _float64_run(_one_op("ReLU", attrs, (5, 4)), x)
+    named = _float64_run(_one_op("Activation", {"fn": fn}, (5, 4)), x)
+    np.testing.assert_array_equal(layer, named)
+
+
+@pytest.mark.parametrize("scale, offset", [(1 / 255, 0.0), (1 / 127.5, -1.0), (-2, 3)])
+def test_rescaling_computes_x_times_scale_plus_offset(scale, offset):
+    arch = _one_op("Rescaling", {"scale": scale, "offset": offset}, (4, 4, 3))
+    x = np.random.default_rng(13).integers(0, 256, (2, 4, 4, 3)).astype(np.float64)
+    np.testing.assert_allclose(_float64_run(arch, x), x * scale + offset, rtol=1e-12, atol=1e-12)
+
+
+def test_rescaling_casts_integer_inputs_to_floats_like_keras():
+    arch = _arch(("in", "Input", (), {"shape": [3, 3, 1]}), ("y", "Rescaling", ("in",), {"scale": 0.5}))
+    x = np.arange(18, dtype=np.int32).reshape(2, 3, 3, 1)
+    y = _run(arch, {}, x)
+    assert y.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(y), x * 0.5)
+
+
+@pytest.mark.parametrize("shape, target", [
+    ((4, 6, 2), [48]), ((4, 6, 2), [8, -1]), ((48,), [4, 4, 3]), ((4, 6, 2), [-1, 3, 4]), ((5,), [1, 1, 5]),
+])
+def test_reshape_lays_out_elements_in_row_major_order(shape, target):
+    arch = _one_op("Reshape", {"target_shape": target}, shape)
+    x = np.random.default_rng(14).standard_normal((3, *shape))
+    y = _float64_run(arch, x)
+    assert y.shape == (3, *arch.output_shape())
+    # Keras's Reshape is ops.reshape(x, (batch, *target_shape)): numpy's C order.
+    np.testing.assert_array_equal(y, x.reshape(3, *target))
+
+
+@pytest.mark.parametrize("size", [2, [2, 3], [1, 4]])
+def test_upsampling_repeats_every_cell_nearest(size):
+    sh, sw = (size, size) if isinstance(size, int) else size
+    arch = _one_op("UpSampling2D", {"size": size}, (3, 4, 2))
+    x = np.random.default_rng(15).standard_normal((2, 3, 4, 2))
+    y = _float64_run(arch, x)
+    assert y.shape == (2, 3 * sh, 4 * sw, 2) == (2, *arch.output_shape())
+    # Nearest neighbour written out: output cell (i, j) is input cell (i // sh, j // sw).
+    rows, cols = np.arange(3 * sh) // sh, np.arange(4 * sw) // sw
+    np.testing.assert_array_equal(y, x[:, rows][:, :, cols])
 
 
 # ====================================================================== train and eval modes

@@ -569,3 +569,81 @@ def test_doc_example_loads_validates_and_matches_its_quoted_numbers():
     assert arch in documents  # the doc's JSON is the file's, and every JSON example is valid
     assert [n.op for n in arch.nodes if n.op in ("Add", "BatchNorm", "MaxPool2D", "GlobalAvgPool")] == [
         "BatchNorm", "BatchNorm", "Add", "MaxPool2D", "GlobalAvgPool"]
+
+
+# ====================================================================== Keras's parameter-free transforms
+def _keras_head() -> Arch:
+    """Rescaling -> conv -> relu6 -> UpSampling2D -> ReLU -> Reshape -> Dense: every new op once."""
+    return _arch(
+        ("in", "Input", (), {"shape": [8, 8, 3]}),
+        ("rescale", "Rescaling", ("in",), {"scale": 1 / 127.5, "offset": -1}),
+        ("conv", "Conv2D", ("rescale",), {"filters": 4, "kernel_size": 3, "strides": 2}),
+        ("relu6", "Activation", ("conv",), {"fn": "relu6"}),
+        ("up", "UpSampling2D", ("relu6",), {"size": [2, 3]}),
+        ("leaky", "ReLU", ("up",), {"negative_slope": 0.3, "max_value": 6}),
+        ("reshape", "Reshape", ("leaky",), {"target_shape": [-1, 4]}),
+        ("head", "Dense", ("reshape",), {"units": 2}),
+    )
+
+
+def test_new_ops_shapes_params_and_flops_by_hand():
+    table = {r["id"]: r for r in _keras_head().validate().layer_table()}
+    assert [table[i]["shape"] for i in ("rescale", "conv", "relu6", "up", "leaky", "reshape", "head")] == [
+        (8, 8, 3), (4, 4, 4), (4, 4, 4), (8, 12, 4), (8, 12, 4), (96, 4), (96, 2)]
+    assert {i: table[i]["params"] for i in ("rescale", "relu6", "up", "leaky", "reshape")} == dict.fromkeys(
+        ("rescale", "relu6", "up", "leaky", "reshape"), 0)
+    # A multiply and an add per element; an activation one op per element; moves cost nothing.
+    assert table["rescale"]["flops"] == 2 * 8 * 8 * 3
+    assert table["relu6"]["flops"] == table["leaky"]["flops"] // 6 == 4 * 4 * 4
+    assert table["up"]["flops"] == table["reshape"]["flops"] == 0
+    no_offset = _arch(("in", "Input", (), {"shape": [5]}), ("head", "Rescaling", ("in",), {"scale": 2}))
+    assert no_offset.flops() == 5
+
+
+def test_new_ops_round_trip_through_json_and_hash_their_defaults_away():
+    arch = _keras_head()
+    text = arch.to_json()
+    assert Arch.from_json(text) == arch and Arch.from_json(text).to_json() == text
+    explicit = _with_node(_with_node(arch, "rescale", attrs=Attrs(scale=1 / 127.5, offset=-1.0)),
+                          "leaky", attrs=Attrs(negative_slope=0.3, max_value=6.0, threshold=0))
+    assert explicit.structural_hash() == arch.structural_hash()
+    other = _with_node(arch, "leaky", attrs=Attrs(negative_slope=0.3))  # no bound: another function
+    assert other.structural_hash() != arch.structural_hash()
+    assert _with_node(arch, "up", attrs=Attrs(size=[2, 2])).structural_hash() == \
+        _with_node(arch, "up", attrs=Attrs(size=2)).structural_hash()
+
+
+def test_documents_without_the_new_ops_load_as_before():
+    # The format is unchanged (schema_version 1): a stored document written before these ops reads back.
+    text = EXAMPLE.read_text()
+    assert json.loads(text)["schema_version"] == ir.SCHEMA_VERSION == 1
+    assert Arch.from_json(text).validate().to_json() == Arch.from_json(text).to_json()
+
+
+@pytest.mark.parametrize("node, fragment", [
+    (("head", "Reshape", ("in",), {"target_shape": [7, 5]}), "cannot reshape 48 elements into [7, 5]"),
+    (("head", "Reshape", ("in",), {"target_shape": [5, -1]}), "not a multiple of 5"),
+    (("head", "Reshape", ("in",), {"target_shape": [-1, -1]}), "at most one -1"),
+    (("head", "Reshape", ("in",), {"target_shape": [0, 48]}), "target_shape"),
+    (("head", "Reshape", ("in",), {"target_shape": []}), "target_shape"),
+    (("head", "UpSampling2D", ("in",), {"size": [2, 0]}), "size"),
+    (("head", "Rescaling", ("in",), {"scale": float("inf")}), "finite"),
+    (("head", "Rescaling", ("in",), {"scale": [0.5, 0.5, 0.5]}), "scale"),
+    (("head", "Rescaling", ("in",), {}), "scale"),
+    (("head", "ReLU", ("in",), {"max_value": -1}), "max_value"),
+    (("head", "ReLU", ("in",), {"negative_slope": -0.1}), "negative_slope"),
+    (("head", "ReLU", ("in",), {"threshold": -1}), "threshold"),
+    (("head", "ReLU", ("in",), {"alpha": 0.3}), "unknown attribute"),
+])
+def test_new_op_errors_name_the_node(node, fragment):
+    arch = _arch(("in", "Input", (), {"shape": [4, 4, 3]}), node)
+    with pytest.raises(InvalidArchError) as caught:
+        arch.validate()
+    assert caught.value.node_id == "head" and fragment in str(caught.value)
+
+
+def test_upsampling_needs_an_image():
+    arch = _arch(("in", "Input", (), {"shape": [6, 3]}), ("head", "UpSampling2D", ("in",), {}))
+    with pytest.raises(ShapeError, match="rank-3"):
+        arch.validate()
+    assert _with_node(arch, "in", attrs=Attrs(shape=[6, 5, 3])).validate().output_shape() == (12, 10, 3)

@@ -243,6 +243,35 @@ EXPECTED: dict[str, tuple[Expected, ...]] = {
         n("sepconv1", "SeparableConv2D", "identity3", filters=16, kernel_size=3, padding="same"),
         act("act1", "sepconv1", "relu"), n("gap1", "GlobalAvgPool", "act1"), dense("dense1", "gap1", 4),
         act("act2", "dense1", "softmax")), ("act2",)),),
+    # Keras's parameter-free transforms (nas.mining.keras_transforms); tests/test_mining_wild.py.
+    "rescaling": (
+        Expected((7, 12), (
+            inp(32, 32, 3), n("rescale1", "Rescaling", "input", scale=1 / 255),
+            conv("conv1", "rescale1", 16, 3, "same"), act("act1", "conv1", "relu"),
+            n("maxpool1", "MaxPool2D", "act1", pool_size=2), n("flatten1", "Flatten", "maxpool1"),
+            dense("dense1", "flatten1", 5)), ("dense1",)),
+        Expected((15, 19), (
+            inp(32, 32, 3), n("rescale1", "Rescaling", "input", scale=1 / 127.5, offset=-1.0),
+            conv("conv1", "rescale1", 8, 3), act("act1", "conv1", "relu"), n("gap1", "GlobalAvgPool", "act1"),
+            dense("dense1", "gap1", 2), act("act2", "dense1", "softmax")), ("act2",))),
+    "relu_family": (Expected((9, 21), (
+        inp(32, 32, 3), n("rescale1", "Rescaling", "input", scale=1 / 255),
+        conv("conv1", "rescale1", 8, 3, "same", strides=2, use_bias=False), n("bn1", "BatchNorm", "conv1"),
+        act("act1", "bn1", "relu6"), n("dwconv1", "DepthwiseConv2D", "act1", kernel_size=3, padding="same"),
+        act("act2", "dwconv1", "relu6"), conv("conv2", "act2", 16, 1), act("act3", "conv2", "relu6"),
+        n("relu1", "ReLU", "act3", max_value=6.0, negative_slope=0.1), conv("conv3", "relu1", 16, 3, "same"),
+        n("relu2", "ReLU", "conv3", negative_slope=0.3), n("gap1", "GlobalAvgPool", "relu2"),
+        dense("dense1", "gap1", 4), act("act4", "dense1", "softmax")), ("act4",)),),
+    "reshape_upsampling": (Expected((8, 20), (
+        inp(16, 16, 3), conv("conv1", "input", 8, (3, 3), "same"), act("act1", "conv1", "relu"),
+        n("maxpool1", "MaxPool2D", "act1", pool_size=(2, 2)), conv("conv2", "maxpool1", 8, (3, 3), "same"),
+        act("act2", "conv2", "relu"), n("upsample1", "UpSampling2D", "act2", size=(2, 2)),
+        n("concat1", "Concat", "act1", "upsample1"), n("gap1", "GlobalAvgPool", "concat1"),
+        dense("dense1", "gap1", 16), act("act3", "dense1", "sigmoid"),
+        n("reshape1", "Reshape", "act3", target_shape=(1, 1, 16)), conv("conv3", "reshape1", 4, (1, 1)),
+        act("act4", "conv3", "relu"), n("upsample2", "UpSampling2D", "act4"), n("flatten1", "Flatten", "upsample2"),
+        n("reshape2", "Reshape", "flatten1", target_shape=(-1,)), dense("dense2", "reshape2", 10),
+        act("act5", "dense2", "softmax")), ("act5",)),),
     "input_signature": (Expected((8, 19), (
         inp(28, 28, 1), conv("conv1", "input", 32, 3), act("act1", "conv1", "relu"), n("flatten1", "Flatten", "act1"),
         dense("dense1", "flatten1", 10), act("act2", "dense1", "softmax")), ("act2",)),),
@@ -280,10 +309,10 @@ EXPECTED: dict[str, tuple[Expected, ...]] = {
         ("act2", "Activation", "Activation", ("conv2",)), ("flatten1", "Flatten", "Flatten", ("act2",)),
         ("dense1", "Dense", "Dense", ("flatten1",)), ("act3", "Activation", "Activation", ("dense1",))),
         unresolved=("range(depth)",)),),
-    # LeakyReLU() is Keras's slope 0.3, which the IR's leaky_relu (0.2) is not; UpSampling2D has no IR op.
+    # PReLU has no IR op (it has weights); the IR's UpSampling2D is nearest-neighbour only.
     "unsupported_layer": (Expected((5, 10), None, supported=False, layers=(
         ("input", "InputLayer", "Input", ()), ("conv1", "Conv2D", "Conv2D", ("input",)),
-        ("leakyrelu1", "LeakyReLU", None, ("conv1",)), ("upsampling2d1", "UpSampling2D", None, ("leakyrelu1",)),
+        ("prelu1", "PReLU", None, ("conv1",)), ("upsampling2d1", "UpSampling2D", None, ("prelu1",)),
         ("flatten1", "Flatten", "Flatten", ("upsampling2d1",)), ("dense1", "Dense", "Dense", ("flatten1",)),
         ("act1", "Activation", "Activation", ("dense1",)))),),
     "application": (Expected((6, 9), None, complete=False, supported=False, layers=(
@@ -386,9 +415,10 @@ def test_unresolved_optimizer_arguments_are_markers():
 def test_unsupported_layers_stay_in_the_model_with_a_note():
     (model,) = _mine("unsupported_layer").models
     notes = {layer.id: layer.note for layer in model.layers if layer.op is None}
-    assert notes == {"leakyrelu1": "alpha=0.3 (Keras's default) has no IR equivalent",
-                     "upsampling2d1": "the IR has no op for Keras layer UpSampling2D"}
-    assert {layer.id: dict(layer.attrs) for layer in model.layers}["upsampling2d1"] == {"size": (2, 2)}
+    assert notes == {"prelu1": "the IR has no op for Keras layer PReLU",
+                     "upsampling2d1": "interpolation='bilinear' has no IR equivalent"}
+    assert {layer.id: dict(layer.attrs) for layer in model.layers}["upsampling2d1"] == {
+        "size": (2, 2), "interpolation": "bilinear"}
 
 
 def test_channels_first_inputs_are_stored_channels_last_with_a_note():

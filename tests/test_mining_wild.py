@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 
+import pytest
+
 from nas.mining import OK, mine_source
 from nas.mining.interp_objects import _is_data
 from nas.mining.keras_augmentation import AUGMENTATION_DROPPED
@@ -64,13 +66,14 @@ def test_augmentation_layers_are_identity_and_say_what_was_left_out():
     assert shapes["sepconv1"] == (64, 64, 16)
 
 
-def test_layers_that_change_values_at_inference_stay_unsupported():
+def test_layers_that_change_values_at_inference_without_an_ir_op_stay_unsupported():
     source = ("from tensorflow.keras import layers, Sequential\n"
               "m = Sequential([layers.Rescaling(1. / 255, input_shape=(8, 8, 1)), layers.RandomCrop(4, 4),\n"
               "                layers.Conv2D(2, 3, activation='relu'), layers.Flatten(), layers.Dense(2)])\n")
     (model,) = mine_source(source, "x.py").models
     assert not model.supported and model.arch is None
-    assert [layer.keras for layer in model.layers if layer.op is None] == ["Rescaling", "RandomCrop"]
+    # Rescaling has an IR op (below); RandomCrop centre-crops at inference and has none.
+    assert [layer.keras for layer in model.layers if layer.op is None] == ["RandomCrop"]
 
 
 def test_custom_layer_blocks_in_a_sequential_are_traced_through_call():
@@ -203,3 +206,98 @@ def test_modules_outside_the_repository_are_not_read(tmp_path):
         "m = models.Sequential([layers.Dense(WIDTH, input_shape=(3,))])\n")
     (model,) = _mine_in_repo(repo, "model.py").models
     assert model.unresolved == ("WIDTH",)
+
+
+# ---------------------------------------------------------------------------- Keras's parameter-free transforms
+def _one_layer(layer: str, imports: str = "from tensorflow.keras import layers, Sequential\n", shape=(8, 8, 4)):
+    """The mined model of Sequential([Conv2D, <layer>, Flatten, Dense]) and the node `layer` became."""
+    source = (imports + f"m = Sequential([layers.Conv2D(4, 3, input_shape={shape!r}), {layer},\n"
+              "                layers.Flatten(), layers.Dense(2)])\n")
+    (model,) = mine_source(source, "x.py").models
+    (layer_record,) = [record for record in model.layers if record.keras not in ("InputLayer", "Conv2D", "Flatten", "Dense")]
+    return model, layer_record
+
+
+def test_rescaling_heads_are_mined_with_their_scale_and_offset():
+    plain, centred = _models("rescaling")
+    assert plain.complete and centred.complete
+    assert plain.arch.node("rescale1").op == "Rescaling" == centred.arch.node("rescale1").op
+    assert dict(plain.arch.node("rescale1").attrs) == {"scale": 1 / 255}
+    # layers.experimental.preprocessing.Rescaling(scale=, offset=) is the same layer.
+    assert dict(centred.arch.node("rescale1").attrs) == {"scale": 1 / 127.5, "offset": -1.0}
+    assert plain.arch.node("conv1").inputs == ("rescale1",)
+    assert plain.arch.shapes()["rescale1"] == (32, 32, 3)
+
+
+def test_a_per_channel_rescaling_has_no_ir_form():
+    model, record = _one_layer("layers.Rescaling([0.5, 0.25, 0.125, 1.0])")
+    assert record.op is None and "per-channel" in record.note
+    assert not model.supported and model.arch is None
+
+
+@pytest.mark.parametrize("layer, op, attrs", [
+    ("layers.ReLU()", "Activation", {"fn": "relu"}),
+    ("layers.ReLU(6.0)", "Activation", {"fn": "relu6"}),
+    ("layers.ReLU(max_value=6)", "Activation", {"fn": "relu6"}),
+    ("layers.LeakyReLU(alpha=0.2)", "Activation", {"fn": "leaky_relu"}),
+    ("layers.LeakyReLU()", "ReLU", {"negative_slope": 0.3}),  # Keras's layer default, not leaky_relu's 0.2
+    ("layers.LeakyReLU(negative_slope=0.1)", "ReLU", {"negative_slope": 0.1}),
+    ("layers.ReLU(max_value=1.0, threshold=0.5)", "ReLU", {"max_value": 1.0, "threshold": 0.5}),
+    ("layers.ReLU(6.0, 0.1)", "ReLU", {"max_value": 6.0, "negative_slope": 0.1}),
+    ("layers.Activation('relu6')", "Activation", {"fn": "relu6"}),
+    ("layers.Activation(tf.nn.relu6)", "Activation", {"fn": "relu6"}),
+])
+def test_the_relu_family_is_mined_in_its_most_specific_ir_form(layer, op, attrs):
+    model, record = _one_layer(layer, "import tensorflow as tf\nfrom tensorflow.keras import layers, Sequential\n")
+    assert model.complete and model.arch is not None, model.issues
+    assert (record.op, dict(record.attrs)) == (op, attrs)
+    assert dict(model.arch.node(record.id).attrs) == attrs
+
+
+@pytest.mark.parametrize("layer, note", [
+    ("layers.ReLU(max_value=-1.0)", "Keras refuses a negative max_value"),
+    ("layers.LeakyReLU(alpha=-0.1)", "Keras refuses a negative negative_slope"),
+    ("layers.UpSampling2D(interpolation='bilinear')", "interpolation='bilinear' has no IR equivalent"),
+    ("layers.Reshape((-1, -1))", "one -1 at most"),
+])
+def test_transform_arguments_the_ir_cannot_express_leave_the_layer_unsupported(layer, note):
+    model, record = _one_layer(layer)
+    assert record.op is None and note in record.note
+    assert model.arch is None
+
+
+def test_inline_relu6_activations_of_a_mobilenet_block():
+    (model,) = _models("relu_family")
+    assert model.complete
+    fns = {node.id: node.attrs["fn"] for node in model.arch.nodes if node.op == "Activation"}
+    # ReLU(6.0) after BatchNorm, activation=tf.nn.relu6 on a depthwise conv, activation="relu6".
+    assert [fns[i] for i in ("act1", "act2", "act3")] == ["relu6"] * 3
+    assert model.arch.node("act2").inputs == ("dwconv1",)
+
+
+def test_reshape_and_upsampling_are_mined_with_shapes_keras_gives():
+    (model,) = _models("reshape_upsampling")
+    assert model.complete
+    shapes = model.arch.shapes()
+    assert shapes["upsample1"] == shapes["act1"] == (16, 16, 8)  # back to the first branch's grid
+    assert shapes["reshape1"] == (1, 1, 16) and shapes["upsample2"] == (2, 2, 4)
+    assert shapes["reshape2"] == (16,)  # Reshape((-1,)) infers the size
+    assert dict(model.arch.node("upsample2").attrs) == {}  # Keras's default size (2, 2) is the IR's
+
+
+def test_a_reshape_whose_size_is_computed_from_data_is_unresolved():
+    model, record = _one_layer("layers.Reshape((1, X.shape[1]))", "from tensorflow.keras import layers, Sequential\n"
+                               "import numpy as np\nX = np.load('x.npy')\n")
+    assert record.op == "Reshape" and record.unresolved
+    assert model.arch is None and not model.complete
+
+
+def test_a_reshape_in_a_channels_first_model_is_refused():
+    # The IR holds the data channels-last; a Keras Reshape of channels-first data lays out another order.
+    source = ("from keras.models import Sequential\nfrom keras.layers import Conv2D, Reshape, Flatten, Dense\n"
+              "m = Sequential([Conv2D(4, 3, input_shape=(3, 8, 8), data_format='channels_first'),\n"
+              "                Reshape((4, 36)), Flatten(), Dense(2)])\n")
+    (model,) = mine_source(source, "x.py").models
+    (record,) = [layer for layer in model.layers if layer.keras == "Reshape"]
+    assert record.op is None and "channels-first" in record.note
+    assert model.arch is None

@@ -49,6 +49,7 @@ PASS_THROUGH = (
 )
 POOLS = ("MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D")
 IDEMPOTENT = ("relu", "linear")  # sigma(I sigma(x)) = sigma(x), NeuNetS eq. 5
+NON_NEGATIVE = ("relu6",)  # outputs >= 0: relu(I x) = x passes them unchanged
 
 SUCCEED, REFUSE, EITHER = "succeed", "refuse", "either"
 
@@ -400,6 +401,8 @@ def deepen_verdict(arch: Arch, after: str, kind: str, kernel_size: int) -> Verdi
         fn = behind.attrs["fn"]
         if fn in IDEMPOTENT:
             return Verdict(SUCCEED, info={"activation": fn, "names": names})
+        if fn in NON_NEGATIVE:
+            return Verdict(SUCCEED, info={"activation": "relu", "names": names})
         return verdict(REFUSE, f"after a {fn}")
     if behind.op == "Input":
         return verdict(EITHER, "pooled Input")
@@ -409,7 +412,7 @@ def deepen_verdict(arch: Arch, after: str, kind: str, kernel_size: int) -> Verdi
         further = _activation_behind(arch, behind.id, ("Dropout", "Identity", "ZeroPadding2D", "GlobalAvgPool",
                                                        "GlobalMaxPool", "Flatten") + POOLS)
         names = names + (further.id,)
-        if further.op == "Activation" and further.attrs["fn"] in IDEMPOTENT or further.op in ("Add", "Concat"):
+        if further.op == "Activation" and further.attrs["fn"] in IDEMPOTENT + NON_NEGATIVE or further.op in ("Add", "Concat"):
             return Verdict(SUCCEED, info={"activation": "any", "names": names})
         if further.op in ("Activation", "Input"):
             return Verdict(EITHER, f"reshaped output of {further.id}", info={"names": names})

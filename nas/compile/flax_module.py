@@ -7,9 +7,17 @@ that layer's ``kernel``/``bias`` (SeparableConv2D: ``depthwise_kernel``,
 transforms in `nas.morph` rely on this layout.
 
 In training mode each ReLU sows, into the ``feedback`` collection, the
-fraction of its units that are zero for every example of the batch (their
-gradient is zero: DREAM's dying-ReLU signal). The collection is only written
+fraction of its units that are zero for every example of the batch (an
+inactive unit passes no gradient back). The collection is only written
 when the caller makes it mutable, so evaluation pays nothing for it.
+
+Each ReLU's input also carries a zero-valued perturbation in the ``probes``
+collection (Flax's `perturb`): a caller that passes zeros there and
+differentiates with respect to them gets the loss gradient at every unit's
+pre-activation, which is what DREAM's dying-ReLU condition counts (a unit
+whose gradient is zero for every example, whether it is inactive or active
+with no gradient reaching it, e.g. an unselected max-pool cell). Without a
+``probes`` collection the perturbation is a no-op.
 """
 
 from __future__ import annotations
@@ -52,8 +60,10 @@ _ACTIVATIONS: dict[str, Callable] = {
     "leaky_relu": functools.partial(nn.leaky_relu, negative_slope=0.2),
     "silu": nn.silu,
     "softplus": nn.softplus,
+    "relu6": nn.relu6,  # min(max(x, 0), 6), Keras's relu6
 }
 FEEDBACK = "feedback"
+PROBES = "probes"
 
 
 class SeparableConv(nn.Module):
@@ -141,7 +151,8 @@ def _pool(reduce: Callable) -> Callable:
 def _avg_pool(x, window, strides, padding):
     # Keras averages over the valid (unpadded) cells only. Flax divides by a
     # count array that is float64 under x64, so keep the input's dtype.
-    return nn.avg_pool(x, window, strides=strides, padding=padding, count_include_pad=False).astype(x.dtype)
+    # window_shape by keyword: jax2onnx's stand-in for nn.avg_pool takes it only so.
+    return nn.avg_pool(x, window_shape=window, strides=strides, padding=padding, count_include_pad=False).astype(x.dtype)
 
 
 def _concat(node: Node, a: dict, xs, train: bool, dtype) -> Any:
@@ -152,6 +163,28 @@ def _concat(node: Node, a: dict, xs, train: bool, dtype) -> Any:
 def _zero_pad(node: Node, a: dict, xs, train: bool, dtype) -> Any:
     (t, b), (l, r) = a["padding"]
     return jnp.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)))
+
+
+def _rescaling(node: Node, a: dict, xs, train: bool, dtype) -> Any:
+    # Keras casts the input to the compute dtype first (integer pixels become floats).
+    return xs[0].astype(dtype) * jnp.asarray(a["scale"], dtype) + jnp.asarray(a["offset"], dtype)
+
+
+def _keras_relu(node: Node, a: dict, xs, train: bool, dtype) -> Any:
+    """Keras's ReLU layer (keras.activations.relu with its three arguments, threshold >= 0)."""
+    x = xs[0]
+    y = jnp.where(x > a["threshold"], x, jnp.zeros_like(x))
+    if a["max_value"] is not None:
+        y = jnp.minimum(y, jnp.asarray(a["max_value"], x.dtype))
+    if a["negative_slope"]:
+        y = y - jnp.asarray(a["negative_slope"], x.dtype) * nn.relu(jnp.asarray(a["threshold"], x.dtype) - x)
+    return y
+
+
+def _upsampling(node: Node, a: dict, xs, train: bool, dtype) -> Any:
+    # 'nearest': every cell repeated, as Keras's UpSampling2D does it (ops.repeat per axis).
+    (sh, sw) = a["size"]
+    return jnp.repeat(jnp.repeat(xs[0], sh, axis=1), sw, axis=2)
 
 
 def _spatial_axes(x) -> tuple[int, ...]:
@@ -178,6 +211,11 @@ _BUILDERS: dict[str, Callable] = {
     "Concat": _concat,
     "Identity": lambda n, a, xs, t, d: xs[0],
     "ZeroPadding2D": _zero_pad,
+    "Rescaling": _rescaling,
+    "ReLU": _keras_relu,
+    # Row-major over the per-example axes, batch kept (jnp infers a -1).
+    "Reshape": lambda n, a, xs, t, d: xs[0].reshape((xs[0].shape[0], *a["target_shape"])),
+    "UpSampling2D": _upsampling,
 }
 
 
@@ -202,7 +240,10 @@ class ArchModule(nn.Module):
                 continue
             xs = [values[i] for i in node.inputs]
             if node.op == "Activation":
-                y = _ACTIVATIONS[attrs["fn"]](xs[0])
+                z = xs[0]
+                if train and attrs["fn"] == "relu":
+                    z = self.perturb(node.id, z, collection=PROBES)
+                y = _ACTIVATIONS[attrs["fn"]](z)
                 if train and attrs["fn"] == "relu":
                     self.sow(FEEDBACK, node.id, jnp.mean(jnp.all(y <= 0, axis=0)))
             else:

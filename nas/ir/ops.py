@@ -17,7 +17,7 @@ Shape = tuple[int, ...]
 
 ACTIVATIONS = (
     "relu", "selu", "elu", "gelu", "tanh", "sigmoid", "softmax", "linear",
-    "leaky_relu", "silu", "softplus",
+    "leaky_relu", "silu", "softplus", "relu6",
 )
 # Keras's names, so mined models keep their initialisers (DREAM's search space
 # varies exactly these).
@@ -92,6 +92,30 @@ def _padding_2d(value: Any, name: str) -> tuple[tuple[int, int], tuple[int, int]
             (t, b), (l, r) = value
             return ((nonneg(t), nonneg(b)), (nonneg(l), nonneg(r)))
     raise ValueError(f"attribute {name!r} must be p, [ph, pw] or [[top, bottom], [left, right]], got {value!r}")
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"attribute {name!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _non_negative(value: Any, name: str) -> float:
+    # Keras's ReLU layer refuses negative max_value, negative_slope and threshold.
+    if _finite(value, name) < 0:
+        raise ValueError(f"attribute {name!r} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _target_shape(value: Any, name: str) -> tuple[int, ...]:
+    """Keras's Reshape target: positive sizes, with at most one -1 (inferred)."""
+    if not isinstance(value, (list, tuple)) or not value or any(
+            isinstance(v, bool) or not isinstance(v, int) or (v < 1 and v != -1) for v in value):
+        raise ValueError(f"attribute {name!r} must be a non-empty list of positive integers "
+                         f"(one of them may be -1), got {value!r}")
+    if list(value).count(-1) > 1:
+        raise ValueError(f"attribute {name!r} may hold at most one -1, got {value!r}")
+    return tuple(value)
 
 
 def _shape_attr(value: Any, name: str) -> Shape:
@@ -222,6 +246,26 @@ def _input_shape(a: Mapping, shapes: list[Shape]) -> Shape:
     return shapes[0]
 
 
+def _reshape_shape(a: Mapping, shapes: list[Shape]) -> Shape:
+    size, target = math.prod(shapes[0]), a["target_shape"]
+    known = math.prod(d for d in target if d != -1)
+    if -1 in target:
+        if size % known:
+            raise ValueError(f"cannot reshape {size} elements into {list(target)}: "
+                             f"{size} is not a multiple of {known}")
+        return tuple(size // known if d == -1 else d for d in target)
+    if known != size:
+        raise ValueError(f"cannot reshape {size} elements into {list(target)} ({known} elements)")
+    return tuple(target)
+
+
+def _upsampling_shape(a: Mapping, shapes: list[Shape]) -> Shape:
+    (shape,) = shapes
+    _expect_rank(shape, 3, "height, width, channels")
+    (sh, sw) = a["size"]
+    return (shape[0] * sh, shape[1] * sw, shape[2])
+
+
 # ---------------------------------------------------------------- counting rules
 def _zero(a, ins, out) -> int:
     return 0
@@ -287,6 +331,11 @@ def _pool_flops(a, ins, out) -> int:
 
 def _global_pool_flops(a, ins, out) -> int:
     return math.prod(ins[0])
+
+
+def _rescaling_flops(a, ins, out) -> int:
+    # One multiply and, when there is an offset, one add per element.
+    return math.prod(out) * (1 + (a["offset"] != 0))
 
 
 # ---------------------------------------------------------------- the table
@@ -424,6 +473,19 @@ _SPECS = [
     OpSpec("Concat", "merge", (), {"axis": -1}, {"axis": _integer}, _concat_shape),
     OpSpec("Identity", "unary", (), {}, {}, _same_shape),
     OpSpec("ZeroPadding2D", "unary", (), {"padding": 1}, {"padding": _padding_2d}, _zero_pad_shape),
+    # Keras's Rescaling: x * scale + offset (scalars; Keras's per-channel lists are not expressed).
+    OpSpec("Rescaling", "unary", ("scale",), {"offset": 0.0}, {"scale": _finite, "offset": _finite},
+           _same_shape, flops=_rescaling_flops),
+    # Keras's ReLU layer: x above threshold (clipped at max_value), else negative_slope * (x - threshold).
+    OpSpec("ReLU", "unary", (), {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+           {"max_value": lambda v, n: None if v is None else _non_negative(v, n),
+            "negative_slope": _non_negative, "threshold": _non_negative},
+           _same_shape, flops=_elementwise),
+    # Keras's Reshape: row-major over the per-example axes (channels-last, as everywhere in the IR).
+    OpSpec("Reshape", "unary", ("target_shape",), {}, {"target_shape": _target_shape}, _reshape_shape),
+    # Keras's UpSampling2D with its default interpolation, 'nearest': each cell repeated size times.
+    OpSpec("UpSampling2D", "unary", (), {"size": 2}, {"size": lambda v, n: _int_tuple(v, 2, n)},
+           _upsampling_shape),
 ]
 
 OPS: Mapping[str, OpSpec] = {spec.name: spec for spec in _SPECS}

@@ -19,7 +19,9 @@ in `nas.mining.assemble` (the rule for ``MinedModel.arch``) and in
 `nas.mining.source` (what the interpreter follows). Constants a file imports
 from its own repository's modules are read by `nas.mining.sibling_modules`;
 Keras's augmentation layers, identity at inference, are listed in
-`nas.mining.keras_augmentation`.
+`nas.mining.keras_augmentation`; its parameter-free transforms with IR ops
+(Rescaling, the ReLU family, Reshape, UpSampling2D) in
+`nas.mining.keras_transforms`.
 """
 
 from nas.mining.corpus import SourceFile, python_files

@@ -43,7 +43,11 @@ _PREFIX = {
     "Activation": "act", "MaxPool2D": "maxpool", "AvgPool2D": "avgpool", "MaxPool1D": "maxpool",
     "AvgPool1D": "avgpool", "GlobalAvgPool": "gap", "GlobalMaxPool": "gmp", "Flatten": "flatten",
     "Dropout": "dropout", "Add": "add", "Concat": "concat", "Identity": "identity", "ZeroPadding2D": "pad",
+    "Rescaling": "rescale", "ReLU": "relu", "Reshape": "reshape", "UpSampling2D": "upsample",
 }
+# A Keras Reshape lays out elements in the data's own order; the IR's channels-last
+# order differs from a channels-first model's, so its target shape has no IR reading.
+_LAYOUT_BOUND = ("Reshape",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +137,8 @@ def _layers(protos: Sequence[Proto], ids: dict[int, str],
                 op, note = None, f"Concatenate axis={call.keras_axis} with channels-first data"
             elif axis != -1:
                 attrs["axis"] = axis
+        if op in _LAYOUT_BOUND and channels_first:
+            op, note = None, f"{call.keras} with channels-first data (the IR is channels-last)"
         if op == "BatchNorm" and call.keras_axis not in (None, -1):
             if not (channels_first and call.keras_axis == 1 or not channels_first and call.keras_axis == 3):
                 pending[ids[p.uid]] = call.keras_axis
@@ -280,7 +286,7 @@ def _validated(layers: list[MinedLayer], outputs: Sequence[str], pending: dict[s
     try:
         arch.validate()
     except ShapeError as exc:
-        if channels_first:
+        if channels_first or any(layer.op in _LAYOUT_BOUND for layer in layers):
             return None, layers, [f"invalid IR: {exc}"]
         flipped = _transposed(layers)
         try:

@@ -9,10 +9,11 @@ layer. The architecture is what the IR holds; the augmentation itself is a
 data-pipeline concern the IR has no place for, so the mined layer is an
 ``Identity`` whose ``dropped`` says what was left out.
 
-Not here: layers that change values or shapes at inference too
-(``Rescaling``, ``Resizing``, ``CenterCrop``, ``RandomCrop``, which
-centre-crops at inference, ``RandomHeight``/``RandomWidth``, which change
-the shape while training), which stay unsupported.
+Not here: layers that change values or shapes at inference too.
+``Rescaling`` has an IR op (`nas.mining.keras_transforms`); ``Resizing``,
+``CenterCrop``, ``RandomCrop`` (which centre-crops at inference) and
+``RandomHeight``/``RandomWidth`` (which change the shape while training)
+stay unsupported.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from nas.ir import ACTIVATIONS, OPS, Attrs
 from nas.mining.keras_augmentation import AUGMENTATION_DROPPED, AUGMENTATION_LAYERS
+from nas.mining.keras_transforms import TRANSFORM_LAYERS, ir_form
 from nas.mining.values import KerasObject, Unresolved, render, unresolved_in
 
 # Layer kinds: Manas's completeness test needs "conv", "activation" and "linear".
@@ -187,13 +188,6 @@ SPECS: Mapping[str, LayerSpec] = {
         requires=(Requirement(("center",), (True,), True), Requirement(("scale",), (True,), True),
                   Requirement(("mode",), (0,), 0), Requirement(("renorm",), (False,), False))),
     "Activation": LayerSpec("Activation", ACTIVATION, ("activation",), {**_INPUT, "activation": "fn"}),
-    "ReLU": _activation_layer("relu", (Requirement(("max_value",), (None,), None),
-                                       Requirement(("negative_slope",), (0,), 0),
-                                       Requirement(("threshold",), (0,), 0)),
-                              ("max_value", "negative_slope", "threshold")),
-    # The IR's leaky_relu has Keras 3's function slope 0.2; the Keras layer's default is 0.3.
-    "LeakyReLU": _activation_layer("leaky_relu", (Requirement(("alpha", "negative_slope"), (0.2,), 0.3),),
-                                   ("alpha",)),
     "ELU": _activation_layer("elu", (Requirement(("alpha",), (1,), 1.0),), ("alpha",)),
     "Softmax": _activation_layer("softmax", (Requirement(("axis",), (-1,), -1),), ("axis",)),
     "ZeroPadding2D": LayerSpec("ZeroPadding2D", RESHAPE, ("padding",), {**_SIMPLE, "padding": "padding"}),
@@ -202,6 +196,10 @@ SPECS: Mapping[str, LayerSpec] = {
     "Identity": LayerSpec("Identity", OTHER, (), dict(_INPUT)),
     # Identity at inference (nas.mining.keras_augmentation); their arguments are all dropped.
     **{name: LayerSpec("Identity", OTHER, (), dict(_INPUT)) for name in AUGMENTATION_LAYERS},
+    # Rescaling, ReLU, LeakyReLU, Reshape, UpSampling2D (nas.mining.keras_transforms).
+    **{name: LayerSpec(t.op, {"activation": ACTIVATION, "other": OTHER, "reshape": RESHAPE}[t.kind], t.positional,
+                       {**_INPUT, **t.args}, dict(t.fixed), tuple(Requirement(*r) for r in t.requires))
+       for name, t in TRANSFORM_LAYERS.items()},
     "Input": LayerSpec("Input", INPUT, ("shape", "batch_size", "name", "dtype"),
                        {"shape": "@input_shape", "batch_shape": "@batch_input_shape",
                         "batch_input_shape": "@batch_input_shape"}),
@@ -216,14 +214,14 @@ _UNSUPPORTED_KINDS = {
     GLOBAL_POOL: ("GlobalMaxPooling3D", "GlobalAveragePooling3D"),
     RECURRENT: ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", "Bidirectional", "TimeDistributed",
                 "ConvLSTM2D", "RNN", "LSTMCell", "GRUCell"),
-    RESHAPE: ("Reshape", "Permute", "RepeatVector", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    RESHAPE: ("Permute", "RepeatVector", "UpSampling1D", "UpSampling3D",
               "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding3D"),
     DROPOUT: ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "ActivityRegularization", "Masking"),
     ACTIVATION: ("PReLU", "ThresholdedReLU"),
     NORM: ("LayerNormalization", "GroupNormalization", "UnitNormalization"),
     MERGE: ("Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot", "Merge"),
     LINEAR: ("MaxoutDense", "Highway"),
-    OTHER: ("Lambda", "Attention", "MultiHeadAttention", "Rescaling", "Resizing", "Normalization"),
+    OTHER: ("Lambda", "Attention", "MultiHeadAttention", "Resizing", "Normalization"),
 }
 # Unsupported layers whose activation= acts after the layer, like a conv's.
 _POST_ACTIVATION = frozenset(_UNSUPPORTED_KINDS[CONV] + _UNSUPPORTED_KINDS[LINEAR])
@@ -472,7 +470,14 @@ def translate_layer(name: str, args: Sequence[Any] = (), kwargs: Mapping[str, An
     if keras in AUGMENTATION_LAYERS:
         dropped.append(AUGMENTATION_DROPPED)
     try:
-        return _translate(keras, spec, bound, list(dropped), channels_first)
+        call = _translate(keras, spec, bound, list(dropped), channels_first)
+        if keras in TRANSFORM_LAYERS and not call.unresolved:
+            try:
+                op, attrs = ir_form(keras, call.attrs)
+            except ValueError as exc:
+                raise _Inexpressible(str(exc)) from None
+            call = dataclasses.replace(call, op=op, attrs=Attrs(attrs))
+        return call
     except _Inexpressible as exc:
         return _unsupported(keras, spec.kind, bound, str(exc), spec, dropped, channels_first)
 

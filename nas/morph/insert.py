@@ -25,6 +25,8 @@ from nas.morph.graph import (
 )
 
 IDEMPOTENT = ("relu", "linear")
+# Activations whose outputs are non-negative, so a ReLU identity layer after them passes them unchanged.
+NON_NEGATIVE = ("relu", "relu6")
 _SIGN_KEEPING = (  # a ReLU output stays non-negative through these
     "Dropout", "Identity", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D",
     "ZeroPadding2D", "Flatten", "GlobalAvgPool", "GlobalMaxPool", "Add", "Concat",
@@ -44,10 +46,10 @@ def tensor_activation(arch: Arch, node_id: str) -> str | None:
                          "its values may be negative, so no ReLU layer can pass them unchanged")
     if node.op == "Activation":
         fn = node.attrs["fn"]
-        if fn not in IDEMPOTENT:
-            raise MorphError(f"cannot insert an identity layer after {node_id!r}: its activation {fn!r} "
-                             f"is not idempotent (identity exists only for {', '.join(IDEMPOTENT)})")
-        return "relu" if fn == "relu" else None
+        if fn not in IDEMPOTENT + NON_NEGATIVE:
+            raise MorphError(f"cannot insert an identity layer after {node_id!r}: no identity layer passes its "
+                             f"activation {fn!r} unchanged (one exists after {', '.join(IDEMPOTENT + NON_NEGATIVE)})")
+        return "relu" if fn in NON_NEGATIVE else None
     if node.op in ("Add", "Concat"):
         # A merge is a new (pre-activation) tensor: a linear identity layer is
         # exact whatever its inputs were; only all-ReLU inputs keep it a ReLU output.

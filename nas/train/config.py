@@ -253,6 +253,10 @@ class TrainConfig:
         [0, 2**32) (JAX keeps 32 bits of it).
       eval_batch_size: batch size for validation/test passes (>= 1).
       limits: the size guard's limits (`SizeLimits`).
+      feedback: collect DREAM's per-epoch feedback (per-layer gradient
+        norms, the fraction of ReLU units with zero gradient); False
+        leaves those empty and keeps only the non-finite checks, which
+        divergence needs. ``benchmarks/feedback_cost.py`` measures the cost.
 
     Raises:
       TrainConfigError: a field of the wrong type or out of range, named by its
@@ -267,6 +271,7 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 1000
     limits: SizeLimits = SizeLimits()
+    feedback: bool = True
 
     def __post_init__(self):
         key = "train."
@@ -281,9 +286,11 @@ class TrainConfig:
             patience=_optional_integer(key + "patience", self.patience, 1, "never stop early"),
             seed=_integer(key + "seed", self.seed, 0, SEED_LIMIT),
             eval_batch_size=_integer(key + "eval_batch_size", self.eval_batch_size, 1),
+            feedback=_flag(key + "feedback", self.feedback),
         )
 
     def shared_part(self) -> tuple:
         """What members of one population must have in common."""
         opt = dataclasses.replace(self.optimizer, learning_rate=0.0, weight_decay=0.0)
-        return (self.epochs, self.batch_size, opt, self.schedule, self.patience, self.eval_batch_size, self.limits)
+        return (self.epochs, self.batch_size, opt, self.schedule, self.patience, self.eval_batch_size, self.limits,
+                self.feedback)

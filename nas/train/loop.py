@@ -6,9 +6,13 @@ the epoch function is vmapped over stacked parameters, optimiser states
 (which hold each member's learning rate and weight decay) and PRNG keys.
 A single candidate runs the same epoch function without vmap.
 
-Per epoch, the step also collects cheap feedback for DREAM-style monitors:
-per-layer gradient norms, the fraction of ReLU units with zero gradient, and
-whether the loss or weights went non-finite. A candidate whose loss or
+Per epoch, the step also collects cheap feedback for DREAM-style monitors
+(`TrainConfig.feedback`): per layer (node id with parameters) the L2 norm of
+its gradient, averaged over the epoch's steps; per ReLU node the fraction of
+its units (output elements per example: features, or (position, channel)
+cells of a feature map) whose loss gradient at the pre-activation is exactly
+zero for every example of the step's batch, averaged over the steps; and,
+always, whether the loss or weights went non-finite. A candidate whose loss or
 weights go non-finite is frozen and reported as ``diverged``; it never raises.
 
 Before compiling anything, training checks that the architecture's output
@@ -33,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nas.compile import FEEDBACK, ArchModule, init_variables, to_flax
+from nas.compile import PROBES, ArchModule, init_variables, to_flax
 from nas.data import Dataset
 from nas.ir import Arch
 from nas.status import DIVERGED, DONE, NO_SCORE
@@ -79,8 +83,9 @@ class TrainResult:
         when no epoch had a finite one.
       best_val_metrics: validation loss and accuracy/MSE at `best_epoch`.
       history: per epoch: train and validation metrics, lr multiplier, seconds.
-      feedback: per epoch: ``grad_norm`` and ``dead_relu`` per node id, and
-        ``nonfinite``.
+      feedback: per epoch: ``grad_norm`` and ``dead_relu`` per node id
+        (empty when `TrainConfig.feedback` is off), ``nonfinite`` (loss or
+        weights) and ``nonfinite_weights`` (weights alone).
       t_tr: median seconds of one training epoch (robust to the first
         call's warm-up), compilation and evaluation excluded; in a
         population, the shared epoch time divided by K.
@@ -121,30 +126,43 @@ def _variables(params, batch_stats) -> dict:
 
 
 # ------------------------------------------------------------------ one epoch, one candidate
-def _make_epoch(module: ArchModule, tx: optax.GradientTransformation, task: str, batch_size: int):
+def _zero_probes(module: ArchModule, variables: dict, x, dropout_key) -> dict:
+    """Zeros shaped like every ReLU's pre-activation for batch `x` (shapes are traced, never run)."""
+    def probe_shapes(variables, x, dropout_key):
+        _, created = module.apply(variables, x, train=True, rngs={"dropout": dropout_key},
+                                  mutable=["batch_stats", PROBES])
+        return created.get(PROBES, {})
+    shapes = jax.eval_shape(probe_shapes, variables, x, dropout_key)
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def _make_epoch(module: ArchModule, tx: optax.GradientTransformation, task: str, batch_size: int,
+                feedback: bool = True):
     def step(carry, inputs):
         state, x_all, y_all = carry
         batch_index, dropout_key = inputs
         x, y = x_all[batch_index], y_all[batch_index]
+        mutable = ["batch_stats"] if state.batch_stats else []
+        probes = _zero_probes(module, _variables(state.params, state.batch_stats), x, dropout_key) if feedback else {}
 
-        def loss_fn(params):
-            mutable = ["batch_stats", FEEDBACK] if state.batch_stats else [FEEDBACK]
-            out, updates = module.apply(
-                _variables(params, state.batch_stats), x, train=True,
-                rngs={"dropout": dropout_key}, mutable=mutable)
+        def loss_fn(params, probes):
+            variables = _variables(params, state.batch_stats)
+            if probes:
+                variables = dict(variables, **{PROBES: probes})
+            out, updates = module.apply(variables, x, train=True, rngs={"dropout": dropout_key}, mutable=mutable)
             losses, metric = _loss_and_metric(out, y, task)
             return jnp.mean(losses), (metric, updates)
 
-        (loss, (metric, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (metric, updates)), (grads, probe_grads) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True)(state.params, probes)
         step_updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, step_updates)
         new_state = CandidateState(params, updates.get("batch_stats", state.batch_stats), opt_state, state.key)
-        signals = {
-            "loss": loss,
-            "metric": jnp.mean(metric),
-            "grad_norm": {name: optax.tree.norm(g) for name, g in grads.items()},
-            "dead_relu": {name: v[0] for name, v in updates.get(FEEDBACK, {}).items()},
-        }
+        signals = {"loss": loss, "metric": jnp.mean(metric), "grad_norm": {}, "dead_relu": {}}
+        if feedback:
+            signals["grad_norm"] = {name: optax.tree.norm(g) for name, g in grads.items()}
+            # A unit's gradient is zero on this batch when dL/d(pre-activation) is exactly 0 for every example.
+            signals["dead_relu"] = {name: jnp.mean(jnp.all(g == 0, axis=0)) for name, g in probe_grads.items()}
         return (new_state, x_all, y_all), signals
 
     def epoch(state: CandidateState, x_train, y_train):
@@ -162,6 +180,7 @@ def _make_epoch(module: ArchModule, tx: optax.GradientTransformation, task: str,
             "grad_norm": jax.tree.map(jnp.mean, signals["grad_norm"]),
             "dead_relu": jax.tree.map(jnp.mean, signals["dead_relu"]),
             "nonfinite": jnp.logical_or(~jnp.all(jnp.isfinite(signals["loss"])), ~finite_weights),
+            "nonfinite_weights": ~finite_weights,
         }
         return state, summary
 
@@ -203,17 +222,17 @@ def _padded(x: jax.Array, y: jax.Array, batch_size: int):
 @functools.lru_cache(maxsize=64)
 def _programs(module: ArchModule, training: tuple, task: str, steps: int, eval_batch: int,
               population: int | None):
-    """Jitted (epoch, evaluate) for one architecture and (epochs, batch size, optimizer, schedule).
+    """Jitted (epoch, evaluate) for one architecture and (epochs, batch size, optimizer, schedule, feedback).
 
     Cached so repeated trials of one architecture (seeds, Hyperband rungs,
     resumed runs) reuse the compiled program instead of compiling again.
     `population` None means a single candidate, run without vmap.
     """
-    epochs, batch_size, optimizer, schedule = training
+    epochs, batch_size, optimizer, schedule, feedback = training
     # The learning rate and weight decay are read from each member's state, so
     # one program serves every member (and every later trial) of this shape.
     tx = make_optimizer(optimizer, schedule, steps * epochs)
-    epoch = _make_epoch(module, tx, task, batch_size)
+    epoch = _make_epoch(module, tx, task, batch_size, feedback)
     evaluate = _make_evaluate(module, task, eval_batch)
     if population is None:
         unbatched_epoch, unbatched_eval = epoch, evaluate
@@ -304,7 +323,8 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
     check_size(arch, dataset.input_shape, base, population=k, itemsize=jnp.dtype(dtype).itemsize,
                eval_batch=eval_batch)
     module = to_flax(arch, dtype=dtype, input_shape=dataset.input_shape)
-    epoch_fn, eval_fn = _programs(module, shared[:4], dataset.task, steps, eval_batch, k if vmapped else None)
+    epoch_fn, eval_fn = _programs(module, shared[:4] + (base.feedback,), dataset.task, steps, eval_batch,
+                                  k if vmapped else None)
     state = _initial_state(module, configs, variables, dataset.input_shape, steps)
     val = _padded(splits.x_val, splits.y_val, eval_batch)
     # Compile ahead of time so no epoch's timing includes compilation.
@@ -455,6 +475,7 @@ def _feedback_row(epoch: int, i: int, summary: dict) -> dict:
         "grad_norm": {n: float(v[i]) for n, v in summary["grad_norm"].items()},
         "dead_relu": {n: float(v[i]) for n, v in summary["dead_relu"].items()},
         "nonfinite": bool(summary["nonfinite"][i]),
+        "nonfinite_weights": bool(summary["nonfinite_weights"][i]),
     }
 
 

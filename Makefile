@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-all bench clean fashion-data
+.PHONY: demo test test-all bench clean fashion-data optuna-current
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ test-all: $(STAMP) fashion-data
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
+
+# Optuna's current release, for benchmarks/sweeper_vs_optuna.py: its own venv, because
+# hydra-optuna-sweeper (in .venv) pins optuna 2.x. torch is GPSampler's; greenlet lets it
+# optimise its acquisition in batches. On a CPU-only machine TORCH='torch==<version>+cpu'
+# (from a CPU wheel index or directory) saves CUDA's libraries.
+OPTUNA_VENV := $(VENV)/optuna-current
+TORCH ?= torch
+optuna-current: $(OPTUNA_VENV)/.installed
+
+$(OPTUNA_VENV)/.installed:
+	test -x $(OPTUNA_VENV)/bin/python || $(PYTHON) -m venv $(OPTUNA_VENV)
+	$(OPTUNA_VENV)/bin/python -m pip install --quiet 'optuna>=4' scipy greenlet '$(TORCH)'
+	touch $@
 
 clean:
 	rm -rf $(VENV) runs outputs .pytest_cache .hypothesis *.egg-info

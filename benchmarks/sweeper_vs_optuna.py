@@ -1,5 +1,6 @@
-"""The tinygp sweeper against hydra-optuna-sweeper (TPE) and random search, side by side.
+"""The tinygp sweeper against hydra-optuna-sweeper (TPE), current Optuna (TPE, GP) and random search.
 
+    make optuna-current   # once: current optuna + torch in .venv/optuna-current
     .venv/bin/python benchmarks/sweeper_vs_optuna.py [--seeds 10] [--multirun-seeds 5]
 
 Problems: Branin (2-D), Hartmann-6 (6-D), and a real training objective: a
@@ -14,6 +15,12 @@ Every method gets the same search space, written once as Hydra overrides:
 - TPE: optuna's TPESampler with hydra-optuna-sweeper's defaults, its
   distributions built by the plugin's own `create_params_from_overrides`, and
   trials asked and told as the plugin does;
+- tpe-mv / gp (optuna N): the current Optuna release (N in the table), which
+  hydra-optuna-sweeper cannot use (it pins optuna 2.x): TPESampler with
+  multivariate=True, and GPSampler (torch), both otherwise at their defaults,
+  on the same distributions, asked and told the same way. They run in
+  .venv/optuna-current through benchmarks/optuna_worker.py (a pipe; the
+  objectives are evaluated here); without that venv these rows are left out;
 - random: uniform in the same space.
 
 Batch size 1 (sequential) and 4 (what a 4-way parallel launcher gets: tinygp's
@@ -144,7 +151,78 @@ def run_random(overrides, f, seed, n, batch):
     return [f(bo.decode(space, x)) for x in bo.from_unit(space, U)], [0.0] * n
 
 
-METHODS = {"tinygp": run_tinygp, "tpe (optuna)": run_tpe, "random": run_random}
+OPTUNA_PYTHON = REPO / ".venv" / "optuna-current" / "bin" / "python"
+WORKER = REPO / "benchmarks" / "optuna_worker.py"
+
+
+def _worker_space(overrides) -> dict:
+    """hydra-optuna-sweeper's distributions for the overrides, as optuna_worker.py reads them."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    distributions, _ = create_params_from_overrides(list(overrides))
+    space = {}
+    for name, d in distributions.items():
+        kind = type(d).__name__
+        if kind in ("UniformDistribution", "LogUniformDistribution"):
+            space[name] = {"type": "float", "low": d.low, "high": d.high, "log": kind.startswith("Log")}
+        elif kind in ("IntUniformDistribution", "IntLogUniformDistribution"):
+            space[name] = {"type": "int", "low": d.low, "high": d.high, "log": kind.startswith("IntLog")}
+        elif kind == "CategoricalDistribution":
+            space[name] = {"type": "categorical", "choices": list(d.choices)}
+        else:
+            raise ValueError(f"{name}: no current-optuna equivalent for {kind}")
+    return space
+
+
+class OptunaWorker:
+    """benchmarks/optuna_worker.py in the current-optuna venv, one JSON line each way."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([str(OPTUNA_PYTHON), str(WORKER)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.version = None
+
+    def call(self, **request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{WORKER} stopped (exit {self.proc.wait()}) on {request['op']}")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+_WORKER: OptunaWorker | None = None
+
+
+def current_optuna() -> OptunaWorker:
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = OptunaWorker()
+    return _WORKER
+
+
+def run_current_optuna(sampler):
+    def run(overrides, f, seed, n, batch):
+        worker = current_optuna()
+        worker.version = worker.call(op="start", sampler=sampler, seed=seed, space=_worker_space(overrides))["version"]
+        values, seconds = [], []
+        while len(values) < n:
+            asked = worker.call(op="ask", n=min(batch, n - len(values)))
+            seconds += [asked["seconds"]] * len(asked["params"])
+            batch_values = [f(params) for params in asked["params"]]
+            worker.call(op="tell", values=batch_values)
+            values += batch_values
+        return values, seconds
+
+    return run
+
+
+METHODS = {"tinygp": run_tinygp, "tpe (optuna)": run_tpe, "tpe-mv (new)": run_current_optuna("tpe_multivariate"),
+           "gp (new)": run_current_optuna("gp"), "random": run_random}
+CURRENT_OPTUNA_METHODS = ("tpe-mv (new)", "gp (new)")
 
 
 def regrets(values, optimum):
@@ -161,12 +239,15 @@ def in_process(problems, seeds, lines):
             for method, run in METHODS.items():
                 if method == "random" and batch > 1:
                     continue
+                if method in CURRENT_OPTUNA_METHODS and not OPTUNA_PYTHON.exists():
+                    continue
                 results = [run(overrides, f, seed, max(BUDGETS), batch) for seed in range(seeds)]
                 r = np.array([regrets(v, optimum) for v, _ in results])
                 # Overhead once the model is in charge (tinygp's GP after its Sobol
                 # design, TPE after its 10 random start-up trials); max includes JIT.
+                # Current TPE and GPSampler also start with 10 random trials (their defaults).
                 model_from = {"tinygp": SweepSettings.create().initial_trials(parse_search_space(overrides).space),
-                         "tpe (optuna)": 10}.get(method, 0)
+                              "tpe (optuna)": 10, "tpe-mv (new)": 10, "gp (new)": 10}.get(method, 0)
                 per = np.concatenate([s[model_from:] for _, s in results])
                 worst = max(max(s) for _, s in results)
                 med = np.median(r, axis=0)
@@ -235,18 +316,27 @@ def main():
     start = time.perf_counter()
     digits, note = digits_problem()
     problems = dict(PROBLEMS, digits_mlp=digits)
-    lines = [f"tinygp sweeper vs hydra-optuna-sweeper (TPE, optuna {optuna.__version__}) vs random; "
-             f"median over {args.seeds} seeds; regret = best value so far - optimum", note, ""]
+    current = (current_optuna().call(op="start", sampler="tpe_multivariate", seed=0, space={})["version"]
+               if OPTUNA_PYTHON.exists() else None)
+    lines = [f"tinygp sweeper vs hydra-optuna-sweeper (TPE, optuna {optuna.__version__})"
+             + (f" vs optuna {current} (new: TPE multivariate=True, GPSampler)" if current else
+                f" (no {OPTUNA_PYTHON.relative_to(REPO)}: `make optuna-current` adds optuna's current release)")
+             + f" vs random; median over {args.seeds} seeds; regret = best value so far - optimum", note, ""]
     summary = in_process(problems, args.seeds, lines)
-    lines.append("median regret at 40 evaluations, TPE / tinygp (> 1: tinygp better):")
-    for name in problems:
-        for batch in (1, 4):
-            tpe, ours = summary[(name, "tpe (optuna)", batch)][-1], summary[(name, "tinygp", batch)][-1]
-            verdict = (f"{tpe / ours:.1f}x" if ours > 0 else
-                       "tinygp's median run found the reference optimum" if tpe > 0 else "both at the optimum")
-            lines.append(f"  {name:<11} batch {batch}: {tpe:.4f} / {ours:.4f}: {verdict}")
+    for rival in ("tpe (optuna)", *(CURRENT_OPTUNA_METHODS if current else ())):
+        lines.append(f"median regret at 40 evaluations, {rival} / tinygp (> 1: tinygp better):")
+        for name in problems:
+            for batch in (1, 4):
+                theirs, ours = summary[(name, rival, batch)][-1], summary[(name, "tinygp", batch)][-1]
+                lead = "tinygp" if ours < theirs else rival  # regret < 0: better than the grid's best (digits)
+                verdict = (f"{theirs / ours:.2g}x" if ours > 0 and theirs > 0 else "same" if ours == theirs else
+                           f"{lead}'s median run reached the reference optimum, the other's did not" if
+                           min(ours, theirs) == 0 else f"{lead}'s median run beat the reference optimum")
+                lines.append(f"  {name:<11} batch {batch}: {theirs:.4f} / {ours:.4f}: {verdict}")
     lines.append("")
     through_multirun(args.multirun_seeds, lines)
+    if _WORKER is not None:
+        _WORKER.close()
     lines += ["", f"machine: {os.cpu_count()} CPU cores; total {time.perf_counter() - start:.0f} s"]
     text = "\n".join(lines)
     print("\n" + text)

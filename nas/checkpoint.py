@@ -4,7 +4,10 @@ Layout of a model directory::
 
     arch.json        the IR (`Arch.to_json`)
     variables/       orbax StandardCheckpointer: params (+ batch_stats)
-    model.json       dataset metadata, training settings and metrics
+    model.json       what makes the model usable on its own (`describe_model`: input
+                     shape, task, class names, output count, preprocessing, the
+                     data's load arguments), provenance (`provenance`), dataset
+                     metadata, training settings and metrics
     checksums.json   SHA-256 of every file under variables/
 
 orbax stores arrays as zstd chunks without a checksum, so a garbled byte there
@@ -25,20 +28,24 @@ directory, the part at fault and what to do.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from nas import atomic_io
+from nas.data import Dataset
 from nas.ir import Arch
 from nas.ir.errors import IRError
+from nas.store.provenance import code_version
 
 ARCH_FILE = "arch.json"
 METADATA_FILE = "model.json"
@@ -82,8 +89,15 @@ def save_model(directory: str, arch: Arch, variables: dict, metadata: dict[str, 
 
     Returns:
       The absolute path of the model directory.
+
+    A ``provenance`` block in `metadata` (`describe_model` starts one) is
+    completed where it leaves keys open (`provenance`): which code wrote the
+    model and when, and the trial (from ``metadata["trial"]``); other
+    metadata is written as given.
     """
     directory = os.path.abspath(directory)
+    if isinstance(metadata.get("provenance"), dict):  # started by `describe_model`: completed at save time
+        metadata = dict(metadata, provenance=provenance(**{"trial": metadata.get("trial"), **metadata["provenance"]}))
     # Serialised first: metadata JSON cannot hold fails before anything on disk changes.
     texts = {ARCH_FILE: arch.to_json(), METADATA_FILE: json.dumps(metadata, indent=2, default=_json_default)}
     with atomic_io.staged_directory(directory) as staging:
@@ -96,6 +110,52 @@ def save_model(directory: str, arch: Arch, variables: dict, metadata: dict[str, 
         with open(os.path.join(staging, CHECKSUMS_FILE), "w") as f:
             json.dump({"algorithm": "sha256", "files": _checksums(staging)}, f, indent=2)
     return directory
+
+
+def describe_model(data: Dataset, *, data_args: dict[str, Any] | None,
+                   class_names: Sequence[str] | None = None, run_dir: str | None = None) -> dict[str, Any]:
+    """The model.json keys that let a model be used without the data it was trained on.
+
+    Args:
+      data: the dataset the model was trained on (its normalisation statistics).
+      data_args: the `nas.data.load_dataset` arguments that rebuild it (None:
+        made from arrays in memory, which nothing can rebuild).
+      class_names: the label of each class index, when the labels had names.
+      run_dir: the run directory that wrote the model.
+
+    Returns:
+      ``input_shape``, ``task``, ``num_outputs``, ``class_names``,
+      ``data_args``, ``preprocessing`` (how a raw input becomes what the
+      network takes: uint8 inputs divided by 255, as `nas.data.normalise.as_float32`
+      does, then ``(x - mean) / std`` over the last axis) and ``provenance``
+      (the run directory; `save_model` adds the rest).
+    """
+    return {
+        "input_shape": [int(d) for d in data.input_shape],
+        "task": data.task,
+        "num_outputs": int(data.num_outputs),
+        "class_names": list(class_names) if class_names is not None else None,
+        "data_args": dict(data_args) if data_args is not None else None,
+        "preprocessing": {"scale_uint8": True, "mean": np.asarray(data.mean, np.float32).tolist(),
+                          "std": np.asarray(data.std, np.float32).tolist(), "axis": -1},
+        "provenance": {"run_dir": os.path.abspath(run_dir) if run_dir else None},
+    }
+
+
+def provenance(**known: Any) -> dict[str, Any]:
+    """Which code wrote a model and when: nas version, git commit (when run from a checkout), JAX version, time.
+
+    Args:
+      known: keys already known (``run_dir``, ``trial``...); they win over the defaults.
+    """
+    return {**_code(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **known}
+
+
+@functools.lru_cache(maxsize=1)
+def _code() -> dict[str, Any]:
+    # Asked once per process: a search saves many checkpoints and git runs as a subprocess.
+    return {**code_version(), "jax": jax.__version__}
 
 
 def copy_model(source: str, destination: str) -> str:

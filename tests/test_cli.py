@@ -215,7 +215,7 @@ def test_nas_eval_checks_that_the_data_fits_the_model(tmp_path, digits):
 def test_model_file_errors_name_the_file(tmp_path, digits, content, message):
     from omegaconf import OmegaConf
 
-    from nas.cli.settings import ModelFileError, arch
+    from nas.api.settings import ModelFileError, arch
 
     path = tmp_path / "bad.json"
     if isinstance(content, bytes):
@@ -229,7 +229,7 @@ def test_model_file_errors_name_the_file(tmp_path, digits, content, message):
 def test_a_model_file_with_the_wrong_output_width_is_refused(tmp_path, digits):
     from omegaconf import OmegaConf
 
-    from nas.cli.settings import ModelFileError, arch
+    from nas.api.settings import ModelFileError, arch
     from nas.ir import mlp
 
     path = tmp_path / "three.json"

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas.cli import settings
+from nas.api import settings
 from nas.compile import init_variables, to_flax
 from nas.mining import mine_corpus, python_files, write_zoo
 from nas.search import FRESH, INHERIT, Budget, Posed, Problem, TrialResult, run_search

@@ -5,7 +5,7 @@ import os
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas.cli import settings
+from nas.api import settings
 from nas.cli.search import _fingerprint_config
 from nas.search import Posed, Problem, Trained, TrialResult
 from nas.search.autokeras_greedy import AUTOKERAS_GREEDY

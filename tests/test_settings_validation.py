@@ -119,14 +119,13 @@ def test_search_code_that_derives_configs_still_works(digits):
 
 # ------------------------------------------------------------------ composition from Hydra configs
 def _train_config(config_name, *overrides):
-    from nas.cli import settings
+    from nas.api import settings
 
     with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
         return settings.train_config(compose(config_name, overrides=list(overrides)))
 
 
 @pytest.mark.parametrize("config_name,override,key", [
-    ("train", "train.epochs=abc", "train.epochs"),
     ("train", "train.epochs=0", "train.epochs"),
     ("train", "train.batch_size=0", "train.batch_size"),
     ("search", "train.patience=-1", "train.patience"),
@@ -150,7 +149,7 @@ def test_composed_defaults_and_limits():
 
 
 def test_unknown_keys_are_named_by_path_and_old_configs_without_limits_compose():
-    from nas.cli import settings
+    from nas.api import settings
 
     with pytest.raises(ValueError, match=r"unknown train setting\(s\) \['train.epoch'\]"):
         _train_config("train", "+train.epoch=3")
@@ -161,6 +160,86 @@ def test_unknown_keys_are_named_by_path_and_old_configs_without_limits_compose()
     clashing = OmegaConf.merge(old, {"train": {"optimizer": {"name": "sgd"}}})
     with pytest.raises(ValueError, match="its own config group"):
         settings.train_config(clashing)
+
+
+# ------------------------------------------------------------------ schemas: types and keys at compose time
+def _compose(config_name, *overrides):
+    from nas.api import settings  # noqa: F401  registers the schemas
+
+    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("config_name,override,key,message", [
+    ("train", "train.epochs=abc", "train.epochs", "train.epochs must be an integer >= 1, got 'abc' (str)"),
+    ("train", "train.epochs=2.5", "train.epochs", "train.epochs must be an integer >= 1, got 2.5 (float)"),
+    ("search", "optimizer.momentum=x", "optimizer.momentum", "optimizer.momentum must be a number in [0, 1), got 'x'"),
+    ("train", "limits.max_bytes=1.5e9", "limits.max_bytes", "limits.max_bytes must be null (no limit) or an integer"),
+    ("train", "progress=maybe", "progress", "progress must be true or false, got 'maybe' (str)"),
+    ("search", "resume=often", "resume", "resume must be true or false, got 'often' (str)"),
+    ("search", "search.max_trials=many", "search.max_trials", "search.max_trials must be an integer, got 'many'"),
+    ("search", "search.objective.c_0=abc", "search.objective.c_0", "search.objective.c_0 must be null or a number"),
+    ("train", "data.seed=x", "data.seed", "data.seed must be an integer, got 'x' (str)"),
+    ("train", "logger.tags=x", "logger.tags", "logger.tags must be a list"),
+    ("eval", "eval_batch_size=x", "eval_batch_size", "eval_batch_size must be an integer, got 'x' (str)"),
+    ("train", "train.epochs=null", "train.epochs", "train.epochs must not be null"),
+])
+def test_a_wrong_type_fails_while_hydra_composes_naming_the_key(config_name, override, key, message):
+    from hydra.errors import ConfigCompositionException
+
+    from nas.api.config_errors import describe
+
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose(config_name, override)
+    assert info.value.__cause__.full_key == key
+    assert describe(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("config_name,override,key", [
+    ("train", "optimizer.lr=0.1", "optimizer.lr"),        # learning_rate
+    ("search", "train.epoch=3", "train.epoch"),
+    ("search", "search.objective.wc=1", "search.objective.wc"),
+])
+def test_an_unknown_key_fails_while_hydra_composes_listing_the_known_ones(config_name, override, key):
+    from hydra.errors import ConfigCompositionException
+
+    from nas.api.config_errors import describe
+
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose(config_name, override)
+    message = describe(info.value)
+    assert message.startswith(f"{key}: no such setting; ") and "has [" in message
+
+
+def test_schemas_follow_the_specs_and_add_no_values():
+    """Every spec field is typed in its group; a key no YAML sets stays missing and the spec default applies."""
+    from nas.api import schema, settings
+    from nas.tracking import LoggerConfig
+    from nas.train import OptimizerConfig
+
+    assert [f.name for f in dataclasses.fields(schema.OptimizerSchema)] == [
+        f.name for f in dataclasses.fields(OptimizerConfig)]
+    assert {f.name for f in dataclasses.fields(schema.TrainSchema)} == {
+        f.name for f in dataclasses.fields(TrainConfig)} - set(schema.TRAIN_GROUPS)
+    assert {f.name for f in dataclasses.fields(schema.LoggerSchema)} == {
+        f.name for f in dataclasses.fields(LoggerConfig)}
+    cfg = _compose("train")
+    assert OmegaConf.is_missing(cfg.optimizer, "momentum")  # adam.yaml does not set it
+    assert "momentum" not in settings.plain(cfg.optimizer)  # so nothing new enters fingerprints or records
+    assert settings.plain(cfg.optimizer) == OmegaConf.to_container(
+        OmegaConf.load(os.path.join(REPO, "conf", "optimizer", "adam.yaml")))
+    assert settings.train_config(cfg).optimizer.momentum == OptimizerConfig().momentum
+    assert _compose("train", "optimizer.momentum=0.5").optimizer.momentum == 0.5  # no + needed for a spec field
+
+
+def test_every_search_config_composes_and_its_space_is_checked_before_data():
+    from nas.api import settings
+
+    for path in sorted(os.listdir(os.path.join(REPO, "conf", "search"))):
+        cfg = _compose("search", f"search={path[:-5]}")
+        settings.strategy(cfg.search)  # builds the space spec: no dataset needed
+    with pytest.raises(settings.SettingsError, match=r"search\.space\.mlp_widht"):
+        settings.strategy(_compose("search", "+search.space.mlp_widht=[1,2]").search)
 
 
 # ------------------------------------------------------------------ the entry points
@@ -179,7 +258,8 @@ def _fails(module, *overrides, tmp_path):
 @pytest.mark.parametrize("module,override,message", [
     ("train", "train.epochs=0", "train.epochs must be an integer >= 1, got 0 (int)"),
     ("train", "train.epochs=abc", "train.epochs must be an integer >= 1, got 'abc' (str)"),
-    ("search", "optimizer.learning_rate=-1", "optimizer.learning_rate must be a finite number >= 0, got -1 (int)"),
+    # The schema types learning_rate as a float, so Hydra hands the spec -1.0.
+    ("search", "optimizer.learning_rate=-1", "optimizer.learning_rate must be a finite number >= 0, got -1.0 (float)"),
 ])
 def test_entry_points_exit_non_zero_naming_the_key(tmp_path, module, override, message):
     stderr = _fails(module, "model=mlp", "model.hidden=[8]", override, tmp_path=tmp_path) if module == "train" \
@@ -194,3 +274,45 @@ def test_every_optimizer_config_composes_into_the_optimizer_it_names(name):
     config = _train_config("train", f"optimizer={name}")
     assert config.optimizer.name == name
     make_optimizer(config.optimizer, config.schedule, total_steps=10)  # the trainer can build it
+
+
+def _cli(module, *overrides, tmp_path, env=None):
+    env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", f"nas.cli.{module}", *overrides, f"hydra.run.dir={tmp_path}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("module,program,overrides,message", [
+    ("train", "nas-train", ["data=fashion_mnist", "train.epochs=abc"],
+     "train.epochs must be an integer >= 1, got 'abc' (str)"),
+    ("search", "nas-search", ["data=fashion_mnist", "search.max_trials=abc"],
+     "search.max_trials must be an integer, got 'abc' (str)"),
+    ("evaluate", "nas-eval", ["checkpoint=/nonexistent/model", "data=fashion_mnist", "eval_batch_size=abc"],
+     "eval_batch_size must be an integer, got 'abc' (str)"),
+])
+def test_a_config_error_is_one_line_exit_2_before_any_data_is_read(tmp_path, module, program, overrides, message):
+    """Fashion-MNIST's directory is missing and the checkpoint does not exist: a program that read data (or
+    the checkpoint) before checking its config would report those instead."""
+    proc = _cli(module, *overrides, tmp_path=tmp_path / "run",
+                env={"NAS_FASHION_MNIST_DIR": str(tmp_path / "missing"), "TFDS_DATA_DIR": str(tmp_path / "none")})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == f"{program}: error: {message}"
+    assert not os.path.exists(tmp_path / "run")  # Hydra never created the run directory
+
+
+def test_the_same_command_with_a_good_config_reads_the_data_and_fails_there(tmp_path):
+    """The control for the test above: its missing Fashion-MNIST directory is an error once the config is right."""
+    proc = _cli("train", "data=fashion_mnist", "logger=console", tmp_path=tmp_path / "run",
+                env={"NAS_FASHION_MNIST_DIR": str(tmp_path / "missing")})
+    assert proc.returncode == 2 and "NAS_FASHION_MNIST_DIR" in proc.stderr and "train.epochs" not in proc.stderr
+
+
+def test_a_missing_config_option_and_a_missing_mandatory_value_exit_2_naming_them(tmp_path):
+    proc = _cli("train", "data=fashion", tmp_path=tmp_path / "a")
+    assert proc.returncode == 2 and proc.stderr.startswith("nas-train: error: ")
+    assert "Could not find 'data/fashion'" in proc.stderr and "fashion_mnist" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = _cli("evaluate", tmp_path=tmp_path / "b")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "nas-eval: error: checkpoint is not set (???); pass checkpoint=<value>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -340,20 +341,94 @@ def _as_text(trials) -> list[str]:
     return [json.dumps(dataclasses.asdict(t), sort_keys=True) for t in trials]
 
 
-@pytest.mark.parametrize("write, read", [(to_jsonl, read_jsonl), (to_csv, read_csv)])
-def test_export_round_trip(store, run, tmp_path, write, read):
+def _finish_some(store, run):
     store.enqueue(run, [planned(i, parent=0 if i else None) for i in range(5)])
     store.finish(run, store.claim_next(run).index, done(0.75))
     store.finish(run, store.claim_next(run).index, TrialOutcome(DIVERGED, metrics={"loss": float("nan")}, epochs=1))
     store.finish(run, store.claim_next(run).index, TrialOutcome.failed('ValueError: bad "shape", line 1\nline 2'))
     store.claim_next(run)
+
+
+def test_jsonl_export_round_trip(store, run, tmp_path):
+    _finish_some(store, run)
     other = store.open_run({"x": 1}, DATASET, "random", 0, resume=False, code_version=CODE)
     store.enqueue(other, [planned(0)])
-    path = tmp_path / "trials.out"
-    assert write(store, path, run) == 5
-    assert _as_text(read(path)) == _as_text(store.trials(run))
-    assert write(store, path) == 6  # every run
-    assert _as_text(read(path)) == _as_text(store.trials(run) + store.trials(other))
+    path = tmp_path / "trials.jsonl"
+    assert to_jsonl(store, path, run) == 5
+    assert _as_text(read_jsonl(path)) == _as_text(store.trials(run))
+    assert to_jsonl(store, path) == 6  # every run
+    assert _as_text(read_jsonl(path)) == _as_text(store.trials(run) + store.trials(other))
+
+
+def _flat_keys(value, prefix):
+    if isinstance(value, dict):
+        return {k for key, item in value.items() for k in _flat_keys(item, f"{prefix}.{key}")}
+    if isinstance(value, list):
+        return {k for i, item in enumerate(value) for k in _flat_keys(item, f"{prefix}.{i}")}
+    return {prefix}
+
+
+def _is_json_text(cell: str) -> bool:
+    try:
+        return isinstance(json.loads(cell), (dict, list))
+    except ValueError:
+        return False
+
+
+def test_csv_export_is_flat_with_a_column_per_hyperparameter_and_metric(store, run, tmp_path):
+    import csv
+
+    _finish_some(store, run)
+    path = tmp_path / "trials.csv"
+    assert to_csv(store, path, run) == 5
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    trials = store.trials(run)
+    expected_hp = set().union(*(_flat_keys(t.hyperparameters, "hp") for t in trials))
+    assert {c for c in rows[0] if c.startswith("hp.")} == expected_hp  # hp.choices.widths.0, ...
+    assert not any(_is_json_text(cell) for row in rows for cell in row.values())
+    for row, trial in zip(rows, trials):
+        assert int(row["trial"]) == trial.index and row["status"] == trial.status
+        assert float(row["hp.learning_rate"]) == trial.hyperparameters["learning_rate"]
+        assert [int(row[f"hp.choices.widths.{i}"]) for i in range(2)] == trial.hyperparameters["choices"]["widths"]
+        for metric, value in (trial.metrics or {}).items():
+            assert float(row[metric]) == pytest.approx(value, nan_ok=True)
+    assert rows[2]["failure"] == trials[2].error  # the error text, newline and quotes kept
+    assert rows[3]["val_score"] == rows[3]["loss"] == ""  # running: no outcome yet
+    parsed = read_csv(path)
+    assert parsed[0]["val_score"] == 0.75 and parsed[0]["num_params"] == 1234 and parsed[1]["parent"] == 0
+    assert parsed[0]["arch_hash"] == "hash0" and parsed[3]["val_score"] is None
+
+
+def test_csv_of_a_real_search_reads_as_numbers_without_pandas(digits, tmp_path):
+    """A real (small) search's store: every metric cell is a number, every hyperparameter its own column."""
+    import csv
+
+    from nas.search import Budget, Objective, Posed, Problem, SearchSpace, run_search
+    from nas.search.random_search import RANDOM
+    from nas.train import TrainConfig
+
+    # One architecture, two learning rates: both trials train as one population (one compilation).
+    space = Posed(SearchSpace(families=("mlp",), mlp_layers=(1, 1), mlp_width=(16, 16), batchnorm=(False,),
+                              dropout=(0.0,)), Problem.of(digits))
+    with SqliteTrialStore.in_run_dir(tmp_path) as store:
+        search_run = store.open_run({"test": "csv"}, {"name": "digits"}, "random", 0)
+        run_search(RANDOM, space, 0, digits, TrainConfig(epochs=1, batch_size=64), Budget(max_trials=2, batch=2), store,
+                   search_run, objective=Objective(w_c=0.0, complexity="num_params", c_0=1.0),
+                   run_dir=str(tmp_path))
+        to_csv(store, tmp_path / "trials.csv", search_run)
+        trials = store.trials(search_run)
+    with open(tmp_path / "trials.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(trials) == 2 and all(row["status"] == "done" for row in rows)
+    for row in rows:
+        for column in ("val_score", "objective", "num_params", "t_tr", "epochs", "seconds", "val_accuracy"):
+            assert math.isfinite(float(row[column])), column
+    expected_hp = set().union(*(_flat_keys(t.hyperparameters, "hp") for t in trials))
+    assert {c for c in rows[0] if c.startswith("hp.")} == expected_hp
+    assert {"hp.learning_rate", "hp.batch_size"} <= expected_hp
+    assert any(c.startswith("hp.choices.") for c in expected_hp)  # the space's choices, one column each
+    assert not any(_is_json_text(cell) for row in rows for cell in row.values())
 
 
 # ------------------------------------------------------------------ adapters

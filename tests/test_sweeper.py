@@ -9,8 +9,9 @@ without stopping the sweep (a launcher that fails a batch costs that batch;
 two in a row stop it), the joblib launcher runs a batch of 4 in 4
 processes at once, submitit's local executor runs a sweep, the SLURM example
 config (conf/hydra/launcher/slurm.yaml) makes a valid sbatch array script, a
-local Ray cluster runs a sweep (slow), and `nas-train --multirun` tunes a tiny
-digits MLP's learning rate and resumes (slow).
+local Ray cluster runs a sweep (slow), `nas-train --multirun` tunes a tiny
+digits MLP's learning rate and resumes (slow), and Hydra's own Optuna sweeper
+runs nas-train with `+sweep.metric`, its trials in SQLite storage (slow).
 """
 
 import json
@@ -411,3 +412,51 @@ def test_nas_train_multirun_tunes_a_tiny_digits_mlp_and_resumes(tmp_path):
           f"{best['params']['optimizer.learning_rate']:.3g} after 12 trials")
     # A lr of 1e-4 or 1.0 gives 0.2-0.3 here; a good one (1e-3 .. 0.1) above 0.93.
     assert best["value"] > 0.93 and 1e-3 < best["params"]["optimizer.learning_rate"] < 0.2
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_runs_nas_train_on_the_metric_it_names(tmp_path):
+    # hydra-optuna-sweeper wants one float per job: +sweep.metric makes nas-train return that
+    # result. The storage is SQLite, which optuna 2.x (what the sweeper pins) cannot use under
+    # SQLAlchemy 2 (setup.cfg pins < 2).
+    import optuna
+
+    sweep_dir = tmp_path / "sweep"
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = [str(Path(sys.executable).parent / "nas-train"), "--multirun", "hydra/sweeper=optuna",
+               "+sweep.metric=val_accuracy", "hydra.sweeper.direction=maximize", "hydra.sweeper.n_trials=2",
+               "hydra.sweeper.sampler.seed=0", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=digits",
+               "optimizer.learning_rate=tag(log, interval(1e-3, 1e-1))", "data=digits", "model.hidden=[32]",
+               "train.epochs=1", "logger=console", "progress=false", "runtime.compilation_cache=null",
+               f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.run(command, cwd=tmp_path, env=dict(os.environ, HYDRA_FULL_ERROR="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    study = optuna.load_study(study_name="digits", storage=storage)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for job, trial in enumerate(trials):  # the value Optuna saw is the job's own val_accuracy
+        results = json.loads((sweep_dir / str(job) / "results.json").read_text())
+        assert trial.value == results["val_accuracy"] and results["epochs"] == 1
+        overrides = (sweep_dir / str(job) / ".hydra" / "overrides.yaml").read_text()
+        assert f"optimizer.learning_rate={trial.params['optimizer.learning_rate']}" in overrides
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert f"best_value: {max(t.value for t in trials)}" in best
+
+
+def test_sweep_metric_picks_the_float_a_sweeper_needs():
+    from omegaconf import OmegaConf
+
+    from nas.cli import run
+    from nas.api.settings import SettingsError
+
+    results = {"status": "done", "val_accuracy": 0.9, "num_params": 10, "arch": "mlp", "converged": True}
+    assert run.sweeper_return(OmegaConf.create({}), results) is results  # unset: the dict, as before
+    picked = run.sweeper_return(OmegaConf.create({"sweep": {"metric": "val_accuracy"}}), results)
+    assert isinstance(picked, float) and picked == 0.9
+    assert run.sweeper_return(OmegaConf.create({"sweep": {"metric": "num_params"}}), results) == 10.0
+    diverged = {"status": "diverged", "num_params": 10}
+    assert math.isnan(run.sweeper_return(OmegaConf.create({"sweep": {"metric": "val_accuracy"}}), diverged))
+    for bad in ("val_acc", "arch", "converged"):  # absent, not a number, a bool
+        with pytest.raises(SettingsError, match=f"sweep.metric={bad}: .*numbers: \\['num_params', 'val_accuracy'\\]"):
+            run.sweeper_return(OmegaConf.create({"sweep": {"metric": bad}}), results)

@@ -8,22 +8,41 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from hydra.utils import get_object
+
+from nas.api import schema  # noqa: F401  registers the configs' schemas before anything composes them
 from nas.data import Dataset, load_dataset
 from nas.ir import Arch, builtin, cnn, mlp
 from nas.ir.errors import IRError
-from hydra.utils import get_object
-
 from nas.search import Budget, Objective, Posed, Problem, Strategy
 from nas.tracking import LoggerConfig
 from nas.train import OptimizerConfig, ScheduleConfig, TrainConfig
 
 
 class SettingsError(ValueError):
-    """A config node has keys its spec does not know (a typo such as ``+train.epoch=3``)."""
+    """A setting is wrong: a key its spec does not know (``+train.epoch=3``), a value its spec refuses."""
 
 
 def plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    """A config node as plain Python, interpolations resolved, keys left missing (``???``) dropped.
+
+    The schemas (`nas.api.schema`) give every group all of its spec's keys,
+    missing unless the YAML or the command line sets them; dropping those
+    leaves exactly what was configured, and the spec's default applies.
+    """
+    if not isinstance(cfg, DictConfig):
+        return cfg
+    return _without_missing(cfg, OmegaConf.to_container(cfg, resolve=True))
+
+
+def _without_missing(node: DictConfig, container: dict) -> dict:
+    out = {}
+    for key, value in container.items():
+        if OmegaConf.is_missing(node, key):
+            continue
+        child = node[key]
+        out[key] = _without_missing(child, value) if isinstance(child, DictConfig) else value
+    return out
 
 
 def _typed(cls, cfg: Any, where: str = "", /, **extra):
@@ -169,6 +188,7 @@ def strategy(cfg: DictConfig) -> Strategy:
         raise SettingsError(f"search.space_class is gone: the strategy names its space ({cfg.strategy} searches "
                             f"{space.__module__}.{space.__qualname__}); remove space_class from the search config "
                             "and keep its space: settings")
+    _typed(found.space, cfg.get("space"), "search.space")  # its keys are checked here, before any data is read
     return found
 
 

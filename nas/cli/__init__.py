@@ -1,5 +1,5 @@
 """Hydra entry points (nas-train, nas-eval, nas-search).
 
 The only place configs are read: each turns its DictConfig into typed specs
-(`nas.cli.settings`) and calls the library.
+(`nas.api.settings`) and calls the library.
 """

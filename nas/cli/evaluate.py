@@ -1,36 +1,35 @@
-"""nas-eval: reload a model directory and evaluate it on a split of its dataset.
+"""nas-eval: reload a model directory and evaluate it on a split of its dataset, or on new data.
 
-The dataset is rebuilt from the checkpoint's model.json: its ``data_args``
-(the `load_dataset` arguments nas-train and nas-search record). Checkpoints
-written before nas-search recorded them carry only the dataset's description
-(name, seed, split sizes...); the arguments are then rebuilt from that and the
-source's data config, and accepted only when the rebuilt splits have exactly
-the recorded sizes. ``data=<config>`` names the dataset explicitly instead.
+Works on every model directory a run writes: nas-train's ``model/``,
+nas-search's ``best/`` and ``trials/<i>/``. The dataset is rebuilt from the
+checkpoint's model.json: its ``data_args`` (the `load_dataset` arguments
+nas-train and nas-search record). Checkpoints written before they were
+recorded carry only the dataset's description; the arguments are then
+rebuilt from that and the source's data config, and accepted only when the
+rebuilt splits have exactly the recorded sizes (`nas.api.datasource`).
+
+``data=<config>`` names other data (``data=npz data.path=new.npz``). A model
+that records its preprocessing (every model written since it does) then sees
+the new data standardised with its own training statistics, as `Model.predict`
+does, not with the new data's; ``split=all`` evaluates every example.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import hydra
-import jax
-from omegaconf import DictConfig, OmegaConf
+import numpy as np
+from omegaconf import DictConfig
 
-from nas.checkpoint import METADATA_FILE, load_model
-from nas.cli import run, settings
-from nas.compile.flax_module import init_variables, to_flax
-from nas.data import Dataset
-from nas.ir import Arch
-from nas.ir.errors import InvalidArchError
+from nas.api.datasource import (  # noqa: F401  (EvalDataError and the checks stay importable from here)
+    EvalDataError, check_fits, check_rebuilt, data_arguments, renormalised)
+from nas.checkpoint import load_model
+from nas.cli import run
+from nas.api import settings
 from nas.train import evaluate
 
-# What a rebuilt dataset must reproduce from the recorded description to be the same data.
-_RECORDED_KEYS = ("task", "input_shape", "num_classes", "num_train", "num_val", "num_test")
-
-
-class EvalDataError(ValueError):
-    """The dataset to evaluate a checkpoint on cannot be determined, or does not fit the model."""
+SPLITS = ("train", "val", "test", "all")
 
 
 @hydra.main(config_path=run.CONFIG_DIR, config_name="eval", version_base="1.3")
@@ -39,134 +38,34 @@ def main(cfg: DictConfig) -> dict:
     run.configure_jax(cfg.runtime)
     directory = run.run_dir()
     checkpoint = os.path.abspath(cfg.checkpoint)
+    split = cfg.split
+    if split not in SPLITS:
+        raise EvalDataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     arch, variables, metadata = load_model(checkpoint)
     chosen = settings.data_arguments(cfg.data) if cfg.get("data") is not None else None
     data_args, rebuilt = data_arguments(checkpoint, metadata, chosen, settings.plain(cfg.data_overrides))
     data = settings.dataset(data_args)
     if rebuilt:
         check_rebuilt(checkpoint, metadata["dataset"], data, data_args)
+    preprocessing = metadata.get("preprocessing")
+    model_statistics = chosen is not None and isinstance(preprocessing, dict)
+    if model_statistics:
+        data = renormalised(data, preprocessing["mean"], preprocessing["std"])
     check_fits(checkpoint, arch, variables, data)
-    split = cfg.split
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be train, val or test, got {split!r}")
-    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    if split == "all":
+        x = np.concatenate([data.x_train, data.x_val, data.x_test])
+        y = np.concatenate([data.y_train, data.y_val, data.y_test])
+    else:
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     metrics = evaluate(arch, variables, x, y, data.task, cfg.eval_batch_size)
     summary = {
         "job": "eval", "checkpoint": checkpoint, "dataset": data.name, "split": split,
-        "data_args": data_args, "data_args_rebuilt": rebuilt,
+        "data_args": data_args, "data_args_rebuilt": rebuilt, "model_statistics": model_statistics,
         "num_examples": int(len(x)), "arch": arch.name, "arch_hash": arch.structural_hash(),
         "num_params": arch.num_params(data.input_shape),
         **{f"{split}_{k}": v for k, v in metrics.items()}, "run_dir": directory,
     }
     return run.report(directory, summary)
-
-
-def data_arguments(checkpoint: str, metadata: dict[str, Any], chosen: dict[str, Any] | None,
-                   overrides: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The `load_dataset` arguments to evaluate a checkpoint with.
-
-    Args:
-      checkpoint: the model directory (named in errors).
-      metadata: its model.json.
-      chosen: arguments of a ``data=`` config given on the command line (None: not given).
-      overrides: ``data_overrides``, applied last.
-
-    Returns:
-      (arguments, rebuilt): rebuilt is True when they were reconstructed from
-      the recorded dataset description, which the caller must then check with
-      `check_rebuilt`.
-
-    Raises:
-      EvalDataError: nothing says which dataset, or the description is ambiguous.
-    """
-    rebuilt = False
-    if chosen is not None:
-        args = dict(chosen)
-    elif isinstance(metadata.get("data_args"), dict):
-        args = dict(metadata["data_args"])
-    else:
-        args, rebuilt = _from_description(checkpoint, metadata.get("dataset")), True
-    args.update(overrides)
-    if args.get("image_size") is not None:
-        args["image_size"] = tuple(args["image_size"])
-    return args, rebuilt
-
-
-def _from_description(checkpoint: str, described: Any) -> dict[str, Any]:
-    """`load_dataset` arguments from an old model.json's dataset description and the source's data config."""
-    path = os.path.join(checkpoint, METADATA_FILE)
-    if not isinstance(described, dict) or not isinstance(described.get("name"), str):
-        raise EvalDataError(
-            f"{path} records neither 'data_args' nor a dataset name, so the data this model was trained on is "
-            f"unknown; name it: nas-eval checkpoint={checkpoint} data=<digits|fashion_mnist|npz|image_folder|tfds> "
-            "(plus data.seed=... and any other data.* setting the model was trained with)")
-    name = described["name"]
-    kind = name.partition(":")[0]
-    config = os.path.join(run.CONFIG_DIR, "data", f"{kind}.yaml")
-    if not os.path.isfile(config):
-        raise EvalDataError(
-            f"{path} records no 'data_args' and its dataset {name!r} has no data config ({config}) to rebuild them "
-            f"from; name the dataset: nas-eval checkpoint={checkpoint} data=<config> data.<setting>=...")
-    # Only the plain settings: `name` is an interpolation of `path`/`dataset`, which the recorded name already holds.
-    defaults = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
-    args = {"name": name, **{k: v for k, v in defaults.items() if k not in ("name", "path", "dataset")}}
-    if described.get("seed") is not None:
-        args["seed"] = int(described["seed"])
-    args["regression"] = described.get("task") == "regression"
-    if kind == "image_folder" and described.get("height") and described.get("width"):
-        args["image_size"] = (int(described["height"]), int(described["width"]))
-    return args
-
-
-def check_rebuilt(checkpoint: str, described: dict[str, Any], data: Dataset, args: dict[str, Any]) -> None:
-    """Raises `EvalDataError` unless `data` has the recorded shapes, classes and split sizes.
-
-    Same sizes from the same seed mean the same splits: every split and subset
-    is drawn by size from one seeded generator.
-    """
-    got = data.metadata()
-    differ = [k for k in _RECORDED_KEYS if k in described and described[k] != got[k]]
-    if differ:
-        shown = ", ".join(f"{k} {described[k]} recorded vs {got[k]} rebuilt" for k in differ)
-        settings_shown = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items()))
-        raise EvalDataError(
-            f"{os.path.join(checkpoint, METADATA_FILE)} records no 'data_args' (written before nas-search "
-            f"recorded them), and rebuilding its dataset with {settings_shown} does not reproduce it ({shown}); "
-            f"pass the settings it was trained with, e.g. nas-eval checkpoint={checkpoint} "
-            f"data={args['name'].partition(':')[0]} data.val_fraction=... data.test_fraction=... data.max_train=... "
-            "(or +data_overrides.<setting>=...)")
-
-
-def check_fits(checkpoint: str, arch: Arch, variables: dict, data: Dataset) -> None:
-    """Raises `EvalDataError` unless the model takes `data`'s inputs and gives one output per target.
-
-    Checks the architecture's declared input shape, its output width against
-    the classes (1 for regression), and that the stored variables have the
-    shapes the architecture has on these inputs (an undeclared input shape is
-    otherwise only caught as a shape error deep inside Flax).
-    """
-    where = f"the model in {checkpoint} does not fit dataset {data.name!r}"
-    try:
-        arch.validate(data.input_shape)
-        out = arch.output_shape(data.input_shape)
-    except InvalidArchError as exc:
-        raise EvalDataError(f"{where} (input shape {list(data.input_shape)}): {exc}; evaluate it on the data it "
-                            "was trained on (see model.json's 'dataset')") from exc
-    if out[-1] != data.num_outputs:
-        needs = f"{data.num_classes} classes" if data.task == "classification" else "1 regression output"
-        raise EvalDataError(f"{where}: it outputs {out[-1]} values per example but the data has {needs}; "
-                            "evaluate it on the data it was trained on (see model.json's 'dataset')")
-    expected = jax.eval_shape(lambda: init_variables(to_flax(arch), jax.random.PRNGKey(0), data.input_shape))
-    # By key string: init may give FrozenDicts where orbax gives dicts.
-    flat_stored = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(variables)}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(expected):
-        name = jax.tree_util.keystr(path)
-        stored = flat_stored.get(name)
-        if stored is None or tuple(stored.shape) != tuple(leaf.shape):
-            got = "missing" if stored is None else f"shape {list(stored.shape)}"
-            raise EvalDataError(f"{where}: on inputs of shape {list(data.input_shape)} the variable {name} should "
-                                f"have shape {list(leaf.shape)} but the checkpoint's is {got}; evaluate it on the "
-                                "data it was trained on (see model.json's 'dataset')")
 
 
 if __name__ == "__main__":

@@ -167,12 +167,26 @@ class EvalAppSchema:
     runtime: RuntimeSchema = _group(RuntimeSchema)  # type: ignore[valid-type]
 
 
+@dataclasses.dataclass
+class PredictAppSchema:
+    """nas-predict's primary config."""
+
+    checkpoint: str = MISSING
+    key: Optional[str] = MISSING
+    out: str = MISSING
+    proba: bool = MISSING
+    batch_size: int = MISSING
+    data: Optional[DataSchema] = _group(DataSchema, optional=True)  # type: ignore[valid-type]
+    runtime: RuntimeSchema = _group(RuntimeSchema)  # type: ignore[valid-type]
+
+
 # Config path (as in a key: ``train.epochs``) -> the spec whose checks name that key's range.
 SPEC_OF_KEY_PREFIX: dict[str, type] = {
     "train": TrainConfig, "optimizer": OptimizerConfig, "schedule": ScheduleConfig, "limits": SizeLimits,
 }
 
-APP_SCHEMAS: dict[str, type] = {"train": TrainAppSchema, "search": SearchAppSchema, "eval": EvalAppSchema}
+APP_SCHEMAS: dict[str, type] = {"train": TrainAppSchema, "search": SearchAppSchema, "eval": EvalAppSchema,
+                                "predict": PredictAppSchema}
 
 
 def register(store: ConfigStore | None = None) -> None:

@@ -17,6 +17,7 @@ does, not with the new data's; ``split=all`` evaluates every example.
 from __future__ import annotations
 
 import os
+import sys
 
 import hydra
 import numpy as np
@@ -52,6 +53,12 @@ def main(cfg: DictConfig) -> dict:
     if model_statistics:
         data = renormalised(data, preprocessing["mean"], preprocessing["std"])
     check_fits(checkpoint, arch, variables, data)
+    names = metadata.get("class_names")
+    if chosen is not None and names and list(names) != [str(i) for i in range(len(names))]:
+        # The model learned named classes (string labels, sorted); other data's integer labels
+        # are read as indices into that list, which is right only if they were made the same way.
+        print(f"nas-eval: warning: the model's classes are named {list(names)}; the labels of "
+              f"{data.name} are taken as indices into that list", file=sys.stderr, flush=True)
     if split == "all":
         x = np.concatenate([data.x_train, data.x_val, data.x_test])
         y = np.concatenate([data.y_train, data.y_val, data.y_test])

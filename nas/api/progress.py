@@ -2,7 +2,8 @@
 
 The bar shows trials done of the budget with tqdm's ETA, the best
 validation score so far (not the last trial's) and, under a time budget,
-the elapsed time against it. Bars draw only on a terminal: piped or
+the elapsed time against it; a second bar under it counts the epochs of the
+training in flight. Bars draw only on a terminal: piped or
 redirected output (CI logs, ``> out.txt``) would fill with carriage returns.
 
 ``search.log`` goes through the ``nas.trials`` logger. Under Hydra (the CLI)
@@ -61,9 +62,29 @@ class SearchProgress:
         self.start = time.perf_counter()
         self.best: float | None = None
         self.bar = tqdm(total=total, initial=0, desc=f"{name} trials", unit="trial", disable=not enabled)
+        self.enabled = enabled
+        self.epochs: tqdm | None = None  # the bar inside the training in flight
+        self.epoch_trials: tuple[int, ...] = ()
+
+    def on_epoch(self, trials: tuple[int, ...], epoch: int, total: int) -> None:
+        """Advances the epoch bar of the training in flight (one bar per training, under the search bar)."""
+        if not self.enabled:
+            return
+        if self.epochs is None or trials != self.epoch_trials:
+            self._close_epochs()
+            label = f"trial {trials[0]}" if len(trials) == 1 else f"trials {trials[0]}-{trials[-1]}"
+            self.epochs = tqdm(total=total, desc=label, unit="epoch", leave=False, position=1)
+            self.epoch_trials = trials
+        self.epochs.update(epoch - self.epochs.n)
+
+    def _close_epochs(self) -> None:
+        if self.epochs is not None:
+            self.epochs.close()
+            self.epochs, self.epoch_trials = None, ()
 
     def on_trial(self, result: Any, seconds: float | None) -> None:
         """Advances the bar; `seconds` is None for a trial replayed from the store (logged when it ran)."""
+        self._close_epochs()
         self.bar.update(1)
         if result.ok and (self.best is None or result.score > self.best):
             self.best = float(result.score)
@@ -79,4 +100,5 @@ class SearchProgress:
                        score, result.num_params, t_tr, seconds)
 
     def close(self) -> None:
+        self._close_epochs()
         self.bar.close()

@@ -155,7 +155,7 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
 
         with logging_trials_to(directory):
             outcome = run_search(strategy, space, int(cfg.search.seed), data, config, budget, store, search_run,
-                                 objective=objective, run_dir=directory, on_trial=on_trial,
+                                 objective=objective, run_dir=directory, on_trial=on_trial, on_epoch=progress.on_epoch,
                                  max_attempts=max_attempts, checkpoint_metadata=spec.describe(directory))
         check_stop()  # the search ended before a swallowed request was seen: stop before exporting
         progress.close()

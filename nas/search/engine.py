@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nas.checkpoint import copy_model, load_model, save_model
 from nas.data import Dataset
-from nas.search.evaluator import Evaluation, evaluate_candidates
+from nas.search.evaluator import EpochHook, Evaluation, evaluate_candidates
 from nas.search.objective import Objective, error_of, pareto_front
 from nas.search.strategy import Candidate, Strategy, TrialResult
 from nas.search.trial_records import as_stored, outcome_from_result, plan_from_candidate, status_of
@@ -170,6 +170,7 @@ def run_search(
     on_trial: Callable[[Candidate, TrialResult, Evaluation | None], None] | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     checkpoint_metadata: Mapping[str, Any] | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> SearchOutcome:
     """Runs (or resumes) `strategy` until a budget or the strategy ends.
 
@@ -190,6 +191,7 @@ def run_search(
         again uncounted, and the exception propagates.
       checkpoint_metadata: extra keys for every checkpoint's model.json
         (e.g. ``data_args``, so nas-eval can reload the dataset).
+      on_epoch: called after every training epoch (`nas.search.evaluator.EpochHook`).
 
     The caller holds the run directory (`nas.store.RunLock`): two processes
     on one run would train the same trials twice.
@@ -295,7 +297,8 @@ def run_search(
                     claimed[t.index] = t.attempts
                 if splits is None:
                     splits = to_device(dataset)
-                evaluations = evaluate_candidates(to_train, dataset, base, splits=splits, parent_weights=load_weights)
+                evaluations = evaluate_candidates(to_train, dataset, base, splits=splits, parent_weights=load_weights,
+                                                  on_epoch=on_epoch)
                 for ev in evaluations:
                     c = ev.candidate
                     r = _result_of_evaluation(ev, objective, dataset.task, strategy.needs_weights)

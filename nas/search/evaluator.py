@@ -40,6 +40,9 @@ class Evaluation:
     seconds: float
 
 
+# (trials training together, epoch just finished, epochs this training runs): progress inside a trial.
+EpochHook = Callable[[tuple[int, ...], int, int], None]
+
 # (variables, epochs trained) of a finished trial, for `continue` proposals.
 ParentWeights = Callable[[int], tuple[dict, int]]
 
@@ -86,6 +89,7 @@ def evaluate_candidates(
     *,
     splits: DeviceSplits | None = None,
     parent_weights: ParentWeights | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> list[Evaluation]:
     """Trains every proposal; returns their evaluations in the given order.
 
@@ -98,6 +102,8 @@ def evaluate_candidates(
       base: settings a proposal does not override.
       parent_weights: for ``continue`` proposals, the parent's (variables,
         epochs trained).
+      on_epoch: called after every epoch of a training with (the trials
+        training together, epoch, epochs this training runs), for progress.
     """
     prepared: list[tuple[Candidate, TrainConfig, Any, int]] = []
     failures: dict[int, str] = {}
@@ -124,11 +130,15 @@ def evaluate_candidates(
         arch = group[0][0].arch
         configs = [cfg for _, cfg, _, _ in group]
         warm = [v for _, _, v, _ in group] if group[0][0].start != FRESH else None
+        trials = tuple(c.trial for c, _, _, _ in group)
+        hook = None if on_epoch is None else (
+            lambda epoch, rows, trials=trials, total=configs[0].epochs: on_epoch(trials, epoch, total))
         try:
             if len(group) == 1:
-                results = [train(arch, dataset, configs[0], variables=warm[0] if warm else None, splits=splits)]
+                results = [train(arch, dataset, configs[0], variables=warm[0] if warm else None, splits=splits,
+                                 on_epoch=hook)]
             else:
-                results = train_population(arch, dataset, configs, variables=warm, splits=splits)
+                results = train_population(arch, dataset, configs, variables=warm, splits=splits, on_epoch=hook)
             error = None
         except Exception as exc:
             results, error = [None] * len(group), f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"

@@ -689,6 +689,8 @@ def _check_branched(arch, variables, child, cv, node_id) -> None:
     _layer_unchanged(variables, cv, [n.id for n in arch.nodes if n.id != node_id])
 
 
+# Slow set (60 s on 2 cores): each operator's own property test above stays in the default set.
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
           # A failing chain is diagnosed below (the first step that broke it); shrinking ten
           # compiled morphs at a time takes minutes, the per-operator properties shrink instead.

@@ -79,6 +79,9 @@ def _kill_mid_trial(run_dir, finished_at_least, delay, extra):
             proc.wait()
 
 
+# Slow set (79 s on 2 cores): the default set keeps resume covered by tests/faults (SIGINT, full disk,
+# moved run directory) and test_engine's continued search; this one SIGKILLs at random moments.
+@pytest.mark.slow
 def test_sigkilled_search_resumes_with_every_trial_exactly_once(tmp_path):
     reference = _run_to_end(tmp_path / "whole")
     assert reference["trials"] == TOTAL and reference["counts"]["done"] == TOTAL

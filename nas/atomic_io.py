@@ -51,13 +51,22 @@ def write_text_atomic(path: str, text: str, encoding: str = "utf-8") -> str:
     Returns:
       The absolute path written.
     """
+    return write_bytes_atomic(path, text.encode(encoding))
+
+
+def write_bytes_atomic(path: str, data: bytes) -> str:
+    """Writes `data` to `path` so that `path` is never seen half written (temporary sibling, fsync, rename).
+
+    Returns:
+      The absolute path written.
+    """
     path = os.path.abspath(path)
     folder, name = os.path.split(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; an ordinary open() would honour the umask
-        with os.fdopen(fd, "w", encoding=encoding) as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)

@@ -37,7 +37,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
@@ -46,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nas
-from nas.atomic_io import write_json_atomic
+from nas.atomic_io import write_bytes_atomic, write_json_atomic
 from nas.compile.flax_module import init_variables, to_flax
 from nas.ir import Arch
 
@@ -63,9 +62,6 @@ ONNX_OPSET = 18
 ONNX_INSTALL_HINT = "pip install 'nas[onnx]'"
 INPUT_NAME = "x"
 BATCH = "batch"
-# Read once at import, as nas.atomic_io does (os.umask can only be read by setting it).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,9 +200,9 @@ def export_model(arch: Arch, variables: dict, path: str | os.PathLike, *, format
     metadata = _metadata(arch, spec, format, os.path.basename(path))
     if format == "stablehlo":
         exported = jax.export.export(jax.jit(predict), platforms=STABLEHLO_PLATFORMS)(spec.input_struct())
-        _write_bytes_atomic(path, bytes(exported.serialize()))
+        write_bytes_atomic(path, bytes(exported.serialize()))
     else:
-        _write_bytes_atomic(path, _to_onnx(predict, spec, arch, metadata))
+        write_bytes_atomic(path, _to_onnx(predict, spec, arch, metadata))
     write_json_atomic(path + SIDECAR_SUFFIX, metadata)
     return path
 
@@ -332,20 +328,3 @@ def _quiet_converter() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-    """`nas.atomic_io.write_text_atomic` for bytes: a temporary sibling, fsync, rename."""
-    folder, name = os.path.split(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; an exported model is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise

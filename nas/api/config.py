@@ -113,6 +113,6 @@ def check(cfg: DictConfig, *, search: bool) -> None:
     settings.train_config(cfg)
     settings.logger_config(cfg.logger)
     if search:
-        settings.strategy(cfg.search)
+        settings.repair(cfg, settings.strategy(cfg.search), settings.train_config(cfg))
         settings.max_attempts(cfg.search)
         settings.budget(cfg.search)

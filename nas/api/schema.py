@@ -33,6 +33,8 @@ from omegaconf import MISSING
 
 from nas.data import load_dataset
 from nas.search import Objective
+from nas.search.dream.conditions import Thresholds
+from nas.search.dream.planner import DreamSettings
 from nas.search.engine import Budget
 from nas.tracking import LoggerConfig
 from nas.train import OptimizerConfig, ScheduleConfig, SizeLimits, TrainConfig
@@ -121,6 +123,14 @@ SearchSchema = dataclasses.make_dataclass("SearchSchema", [
     ("objective", ObjectiveSchema, dataclasses.field(default_factory=ObjectiveSchema)),
     # Each strategy's own space spec (Strategy.space) checks this node: nas.api.settings.strategy.
     ("space", Dict[str, Any], dataclasses.field(default=MISSING)),
+    # null or dream (nas.search.dream.repair); missing in the strategy files, so their fingerprints stay.
+    ("repair", Optional[str], dataclasses.field(default=MISSING)),
+])
+ThresholdsSchema = _schema("ThresholdsSchema", spec_fields(Thresholds))
+DreamSchema = dataclasses.make_dataclass("DreamSchema", [
+    ("thresholds", ThresholdsSchema, dataclasses.field(default_factory=ThresholdsSchema)),
+    *((f, _omegaconf_type(t), dataclasses.field(default=MISSING))
+      for f, t in spec_fields(DreamSettings, exclude=("thresholds",)).items()),
 ])
 
 
@@ -151,6 +161,7 @@ class SearchAppSchema(TrainAppSchema):
     """nas-search's primary config (nas-train's, plus the strategy and resume)."""
 
     search: SearchSchema = _group(SearchSchema)  # type: ignore[valid-type]
+    dream: DreamSchema = _group(DreamSchema)  # type: ignore[valid-type]
     resume: bool = MISSING
 
 

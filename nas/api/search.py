@@ -82,8 +82,11 @@ def fingerprint_config(cfg: DictConfig, strategy) -> dict:
     search_node = {k: v for k, v in settings.plain(cfg.search).items()
                    if k not in ("max_trials", "max_time", "target", "max_attempts")}
     search_node["space_class"] = f"{strategy.space.__module__}.{strategy.space.__qualname__}"
-    return {"search": search_node, "train": settings.plain(cfg.train), "optimizer": settings.plain(cfg.optimizer),
-            "schedule": settings.plain(cfg.schedule)}
+    out = {"search": search_node, "train": settings.plain(cfg.train), "optimizer": settings.plain(cfg.optimizer),
+           "schedule": settings.plain(cfg.schedule)}
+    if search_node.get("repair"):  # the repair's table and thresholds are part of what the run is
+        out["dream"] = settings.plain(cfg.dream)
+    return out
 
 
 def table(rows: list[dict]) -> str:
@@ -125,6 +128,7 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
     strategy = settings.strategy(cfg.search)
     max_attempts = settings.max_attempts(cfg.search)
     config = settings.train_config(cfg)  # settings are checked before any data is read
+    strategy = settings.repair(cfg, strategy, config)
     spec = data_source() if data_source is not None else from_data_config(cfg.data)
     data = spec.dataset
     space = settings.search_space(cfg.search, data)

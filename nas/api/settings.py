@@ -192,6 +192,44 @@ def strategy(cfg: DictConfig) -> Strategy:
     return found
 
 
+def dream(cfg: DictConfig):
+    """The ``dream`` group as `nas.search.dream.planner.DreamSettings` (thresholds, priority table, action space).
+
+    Raises:
+      ValueError: naming the ``dream.<key>`` that is wrong (a priority file
+        that is missing, malformed, names unknown actions or conditions, or
+        was measured with other thresholds).
+    """
+    from nas.search.dream.planner import DreamSettings
+
+    node = plain(cfg)
+    unknown = sorted(set(node) - {f.name for f in dataclasses.fields(DreamSettings)})
+    if unknown:
+        raise SettingsError(f"unknown dream setting(s) {[f'dream.{k}' for k in unknown]}")
+    return DreamSettings(**node)
+
+
+REPAIRS = (None, "dream")
+
+
+def repair(cfg: DictConfig, inner: Strategy, base: TrainConfig) -> Strategy:
+    """``search.repair``: null (the strategy as configured) or ``dream`` (`nas.search.dream.repair`).
+
+    Raises:
+      SettingsError: another value, or search=dream, which repairs by itself.
+    """
+    chosen = None if "repair" not in cfg.search or OmegaConf.is_missing(cfg.search, "repair") else cfg.search.repair
+    if chosen not in REPAIRS:
+        raise SettingsError(f"search.repair must be null or dream, got {chosen!r}")
+    if chosen is None:
+        return inner
+    if inner.name == "dream":
+        raise SettingsError("search.repair=dream: search=dream already takes DREAM's actions; remove search.repair")
+    from nas.search.dream.repair import with_dream_repair
+
+    return with_dream_repair(inner, dream(cfg.dream), base)
+
+
 def search_space(cfg: DictConfig, data: Dataset) -> Posed:
     """The strategy's space spec (`Strategy.space`) from ``space``, posed on `data`'s problem.
 

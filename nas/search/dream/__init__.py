@@ -2,8 +2,11 @@
 
 `conditions` names a trial's A-C-G-W condition from the feedback the trainer
 records (thresholds in `conf/dream/`); `actions` is the action space, each
-action a pure ``object=value`` function of (arch, training settings). The
-priority table and the ``search=dream`` strategy build on these.
+action a pure ``object=value`` function of (arch, training settings);
+`priorities` is the measured table P(action | condition); `planner` picks the
+next action for the best model; `search` is ``search=dream`` (Algorithm 1) and
+`repair` the wrapper behind ``search.repair=dream``; `random_models` draws the
+models `experiments/dream_priorities.py` measures the table on.
 """
 
 from nas.search.dream.actions import ACTIONS, Action, ActionError, applicable_actions, get_action

@@ -332,6 +332,25 @@ def get_action(name: str) -> Action:
         raise ActionError(f"unknown DREAM action {name!r}{hint}; known: {sorted(ACTIONS)}") from None
 
 
+# The paper's Table 7 ablation: AutoKeras's own hyperparameters (its image block's block type, batch
+# normalisation, dropout, optimizer and learning rate; its network morphisms' width and depth) versus
+# the space DREAM expands them to (Table 1's initialisers, activations, momentum, AdamW's end learning
+# rate and weight decay, and the learning-rate schedules).
+ORIGINAL_OBJECTS = ("learning_rate", "optimizer", "dropout", "batchnorm", "block_type", "width", "depth")
+ACTION_SPACES = {
+    "expanded": tuple(ACTIONS),
+    "original": tuple(name for name, a in ACTIONS.items() if a.object in ORIGINAL_OBJECTS),
+}
+
+
+def action_space(name: str) -> tuple[str, ...]:
+    """The action names of ``dream.action_space`` `name` (``expanded`` or ``original``), in registry order."""
+    try:
+        return ACTION_SPACES[name]
+    except (KeyError, TypeError):
+        raise ActionError(f"dream.action_space must be one of {sorted(ACTION_SPACES)}, got {name!r}") from None
+
+
 def applicable_actions(arch: Arch, settings: TrainConfig) -> list[Action]:
     """Every registered action that applies to (arch, settings), in registry order."""
     return [a for a in ACTIONS.values() if a.applicable(arch, settings)]

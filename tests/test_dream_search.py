@@ -16,6 +16,7 @@ from nas.ir import Arch
 from nas.api.settings import SettingsError
 from nas.search.dream import load_thresholds
 from nas.search.dream.conditions import classify, parse_condition
+from nas.search.dream.planner import NO_CHECKPOINT
 from nas.search.dream.priorities import (
     EXACT, PATTERN, POOLED, UNMEASURED, PriorityTableError, from_measurements, random_table, save,
 )
@@ -162,3 +163,40 @@ def test_repair_inserts_dreams_action_when_the_best_trial_converges_slowly(tmp_p
     own = [t for t in repaired if "repair" not in t["hyperparameters"]["choices"]]
     assert [(t["arch_hash"], t["hyperparameters"]["choices"]) for t in own] == \
         [(t["arch_hash"], t["hyperparameters"]["choices"]) for t in plain[:len(own)]]
+
+
+# ------------------------------------------------------------------ fine-tuning actions
+def test_fine_tuning_actions_start_from_the_checkpoint_or_are_skipped_with_the_reason(tmp_path):
+    rows = [{"model": 0, "condition": "OA-NC-NG-NW", "action": "pretrained=True", "delta": 0.5},
+            {"model": 0, "condition": "OA-NC-NG-NW", "action": "freeze=all", "delta": 0.4},
+            {"model": 0, "condition": "OA-NC-NG-NW", "action": "width=x2", "delta": 0.3}]
+    table = _table(tmp_path / "t.json", rows)
+    cnn = ["search.space.family=cnn", "search.space.initial_epochs=3", "search.space.epochs=1", "logger=console",
+           f"dream.priorities={table}"]
+    # A model of this framework: the search's best, standing in for one trained on another dataset.
+    nas.search(data="digits", strategy="dream", max_trials=1, run_dir=str(tmp_path / "source"), progress=False,
+               overrides=cnn)
+    without = nas.search(data="digits", strategy="dream", max_trials=2, run_dir=str(tmp_path / "without"),
+                         progress=False, overrides=cnn)
+    choice = _trials(tmp_path / "without")[1]["hyperparameters"]["choices"]
+    assert choice["action"] == "width=x2"  # freeze=all applies only to a transferred model
+    assert choice["skipped"] == [{"action": "pretrained=True", "reason": NO_CHECKPOINT}]
+    assert without.summary["trials"] == 2
+
+    nas.search(data="digits", strategy="dream", max_trials=3, run_dir=str(tmp_path / "with"), progress=False,
+               overrides=cnn + [f"dream.pretrained={tmp_path / 'source' / 'best'}"])
+    trials = _trials(tmp_path / "with")
+    first = trials[1]["hyperparameters"]
+    assert first["choices"]["action"] == "pretrained=True" and first["start"] == "inherit"
+    assert first["finetune"]["body"] and first["epochs"] == 3  # a full training from the checkpoint's weights
+    best = max((0, 1), key=lambda i: trials[i]["best_score"])
+    second = trials[2]["hyperparameters"]
+    assert second["choices"]["from_trial"] == best
+    if best == 1:  # the transferred model leads: fine-tune it with its body frozen, from the checkpoint again
+        assert second["choices"]["action"] == "freeze=all" and second["finetune"]["freeze"] == "all"
+        assert second["start"] == "inherit"
+    else:
+        assert second["choices"]["action"] == "width=x2"
+    with pytest.raises(ValueError, match="dream.pretrained: .*nowhere is not a checkpoint directory"):
+        nas.search(data="digits", strategy="dream", max_trials=1, run_dir=str(tmp_path / "bad"), progress=False,
+                   overrides=cnn + [f"dream.pretrained={tmp_path / 'nowhere'}"])

@@ -63,8 +63,9 @@ def config_for(candidate: Candidate, base: TrainConfig, parent_epochs: int = 0) 
     if int(total) <= parent_epochs:
         raise ValueError(f"nothing to train: the epoch budget {total} is already spent "
                          f"(the parent trained {parent_epochs})")
+    finetune = candidate.finetune if candidate.finetune is not None else base.finetune
     return dataclasses.replace(
-        base, seed=base.seed + candidate.trial, optimizer=optimizer, schedule=schedule,
+        base, seed=base.seed + candidate.trial, optimizer=optimizer, schedule=schedule, finetune=finetune,
         batch_size=int(candidate.batch_size) if candidate.batch_size is not None else base.batch_size,
         epochs=int(total) - parent_epochs)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from nas.ir import Arch
 from nas.status import DONE
-from nas.train.config import OptimizerConfig, ScheduleConfig
+from nas.train.config import FineTuneConfig, OptimizerConfig, ScheduleConfig
 
 FRESH, INHERIT, CONTINUE = "fresh", "inherit", "continue"
 STARTS = (FRESH, INHERIT, CONTINUE)
@@ -60,6 +60,9 @@ class Candidate:
         (Manas's mined optimizer, e.g. Nesterov SGD with Keras's
         inverse-time decay); None takes the run's base settings.
         `learning_rate` and `weight_decay` still override theirs.
+      finetune: multi-step fine-tuning of a pre-trained body (DREAM's
+        fine-tuning actions; `variables` then holds the pre-trained
+        weights); None takes the run's base setting.
     """
 
     trial: int
@@ -74,12 +77,15 @@ class Candidate:
     variables: Any = dataclasses.field(default=None, compare=False, repr=False)
     optimizer: OptimizerConfig | None = None
     schedule: ScheduleConfig | None = None
+    finetune: FineTuneConfig | None = None
 
     def __post_init__(self):
         if self.optimizer is not None and not isinstance(self.optimizer, OptimizerConfig):
             raise TypeError(f"trial {self.trial}: optimizer must be an OptimizerConfig, got {self.optimizer!r}")
         if self.schedule is not None and not isinstance(self.schedule, ScheduleConfig):
             raise TypeError(f"trial {self.trial}: schedule must be a ScheduleConfig, got {self.schedule!r}")
+        if self.finetune is not None and not isinstance(self.finetune, FineTuneConfig):
+            raise TypeError(f"trial {self.trial}: finetune must be a FineTuneConfig, got {self.finetune!r}")
         if self.start not in STARTS:
             raise ValueError(f"trial {self.trial}: start must be one of {STARTS}, got {self.start!r}")
         if self.start != FRESH and self.parent is None:
@@ -90,8 +96,8 @@ class Candidate:
     def hyperparameters(self) -> dict[str, Any]:
         """The JSON-ready training settings, as the trial store records them.
 
-        `optimizer` and `schedule` appear only when set, so trials stored
-        before they existed still replay.
+        `optimizer`, `schedule` and `finetune` appear only when set, so
+        trials stored before they existed still replay.
         """
         out = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
                "batch_size": self.batch_size, "epochs": self.epochs, "start": self.start,
@@ -101,6 +107,9 @@ class Candidate:
         if self.schedule is not None:
             out["schedule"] = {k: list(v) if isinstance(v, tuple) else v
                                for k, v in dataclasses.asdict(self.schedule).items()}
+        if self.finetune is not None:
+            out["finetune"] = {k: list(v) if isinstance(v, tuple) else v
+                               for k, v in dataclasses.asdict(self.finetune).items()}
         return out
 
 
@@ -112,6 +121,12 @@ def training_of(hyperparameters: Mapping[str, Any]) -> tuple[OptimizerConfig | N
         schedule = dict(schedule, drop_at=tuple(schedule.get("drop_at", ScheduleConfig().drop_at)))
     return (None if optimizer is None else OptimizerConfig(**optimizer),
             None if schedule is None else ScheduleConfig(**schedule))
+
+
+def finetune_of(hyperparameters: Mapping[str, Any]) -> FineTuneConfig | None:
+    """The fine-tuning a stored `Candidate.hyperparameters()` carries (None where absent)."""
+    node = hyperparameters.get("finetune")
+    return None if node is None else FineTuneConfig(**dict(node, body=tuple(node.get("body", ()))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,5 +209,5 @@ def never_done(state) -> bool:
     return False
 
 
-__all__ = ["CONTINUE", "Candidate", "FRESH", "INHERIT", "STARTS", "Strategy", "TrialResult", "never_done",
-           "seed_of", "training_of"]
+__all__ = ["CONTINUE", "Candidate", "FRESH", "INHERIT", "STARTS", "Strategy", "TrialResult", "finetune_of",
+           "never_done", "seed_of", "training_of"]

@@ -12,7 +12,7 @@ import math
 from typing import Any, Mapping
 
 from nas.ir import Arch
-from nas.search.strategy import FRESH, Candidate, training_of
+from nas.search.strategy import FRESH, Candidate, finetune_of, training_of
 from nas.status import DIVERGED, DONE, FAILED
 from nas.store.encoding import from_json, to_json
 from nas.store.records import PlannedTrial, Trial, TrialOutcome
@@ -45,7 +45,7 @@ def candidate_from_trial(trial: Trial) -> Candidate:
     return Candidate(trial=trial.index, arch=Arch.from_json(trial.arch), learning_rate=hp.get("learning_rate"),
                      choices=hp.get("choices", {}), weight_decay=hp.get("weight_decay"),
                      batch_size=hp.get("batch_size"), epochs=hp.get("epochs"), parent=trial.parent, start=start,
-                     optimizer=optimizer, schedule=schedule)
+                     optimizer=optimizer, schedule=schedule, finetune=finetune_of(hp))
 
 
 def status_of(result: TrainResult | None) -> str:

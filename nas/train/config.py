@@ -239,6 +239,71 @@ class SizeLimits:
         )
 
 
+FreezeName = Literal["no", "all", "bn"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneConfig:
+    """Multi-step fine-tuning of a pre-trained body (DREAM's Table 1, rows 6-10; `nas.train.finetune`).
+
+    The default (an empty `body`) is no fine-tuning: the trainer builds
+    exactly the program it builds without this spec.
+
+    Attributes:
+      body: node ids of the pre-trained body, in topological order (what
+        `nas.search.dream.finetune.transfer` copied from a checkpoint);
+        every other node with weights is the new head and always trains.
+        Ids that are not in the trained architecture are ignored.
+      steps: 1, 2 or 3 training steps. 1: `freeze` throughout. 2: step 1
+        trains the head with the body frozen, step 2 thaws the body per
+        `freeze`. 3: step 1 the head only; step 2 also the later half of
+        the body's weight layers; step 3 the body per `freeze`.
+      step_fraction: the fraction of the run's optimiser steps each earlier
+        step takes, in (0, 0.5]; the last step takes the rest, which must be
+        some: (steps - 1) * step_fraction < 1.
+      step_lr: learning-rate multiplier per later step, in (0, 1]: step k
+        trains at lr * step_lr ** (k - 1).
+      freeze: what of the body stays frozen in the last step: ``no``
+        (nothing), ``all`` (the whole body) or ``bn`` (its BatchNorm nodes).
+
+    Raises:
+      TrainConfigError: a field of the wrong type or out of range, named by
+        its config path (``train.finetune.<field>``).
+    """
+
+    body: tuple[str, ...] = ()
+    steps: int = 1
+    step_fraction: float = 0.2
+    step_lr: float = 1.0
+    freeze: FreezeName = "no"
+
+    def __post_init__(self):
+        key = "train.finetune."
+        body = self.body
+        if isinstance(body, (str, bytes)) or not isinstance(body, (list, tuple)) \
+                or not all(isinstance(b, str) and b for b in body) or len(set(body)) != len(body):
+            raise TrainConfigError(key + "body", body, "a list of distinct node ids (strings)")
+        steps = _integer(key + "steps", self.steps, 1, 4)
+        fraction = _number(key + "step_fraction", self.step_fraction, "a number in (0, 0.5]",
+                           lambda v: 0 < v <= 0.5)
+        if (steps - 1) * fraction >= 1:
+            raise TrainConfigError(key + "step_fraction", self.step_fraction,
+                                   f"below {1 / (steps - 1):g} with {steps} steps (the last step needs some epochs)")
+        _set(
+            self,
+            body=tuple(body),
+            steps=steps,
+            step_fraction=fraction,
+            step_lr=_number(key + "step_lr", self.step_lr, "a number in (0, 1]", lambda v: 0 < v <= 1),
+            freeze=_name(key + "freeze", self.freeze, get_args(FreezeName)),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this is a fine-tuning run (a pre-trained body is named)."""
+        return bool(self.body)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run.
@@ -257,6 +322,8 @@ class TrainConfig:
         norms, the fraction of ReLU units with zero gradient); False
         leaves those empty and keeps only the non-finite checks, which
         divergence needs. ``benchmarks/feedback_cost.py`` measures the cost.
+      finetune: multi-step fine-tuning of a pre-trained body
+        (`FineTuneConfig`); the default trains every weight as before.
 
     Raises:
       TrainConfigError: a field of the wrong type or out of range, named by its
@@ -272,9 +339,12 @@ class TrainConfig:
     eval_batch_size: int = 1000
     limits: SizeLimits = SizeLimits()
     feedback: bool = True
+    finetune: FineTuneConfig = FineTuneConfig()
 
     def __post_init__(self):
         key = "train."
+        if not isinstance(self.finetune, FineTuneConfig):
+            raise TrainConfigError(key + "finetune", self.finetune, "of type FineTuneConfig")
         for name, cls in (("optimizer", OptimizerConfig), ("schedule", ScheduleConfig), ("limits", SizeLimits)):
             if not isinstance(getattr(self, name), cls):
                 # Their own config groups (optimizer=..., schedule=..., limits=...).
@@ -293,4 +363,4 @@ class TrainConfig:
         """What members of one population must have in common."""
         opt = dataclasses.replace(self.optimizer, learning_rate=0.0, weight_decay=0.0)
         return (self.epochs, self.batch_size, opt, self.schedule, self.patience, self.eval_batch_size, self.limits,
-                self.feedback)
+                self.feedback, self.finetune)

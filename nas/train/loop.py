@@ -15,6 +15,11 @@ zero for every example of the step's batch, averaged over the steps; and,
 always, whether the loss or weights went non-finite. A candidate whose loss or
 weights go non-finite is frozen and reported as ``diverged``; it never raises.
 
+A fine-tuning run (`TrainConfig.finetune` names a pre-trained body) adds
+`nas.train.finetune`'s transformation to the optimiser and keeps frozen
+BatchNorm nodes' running statistics; without one the program is exactly
+what it was before fine-tuning existed.
+
 Before compiling anything, training checks that the architecture's output
 fits the dataset's targets and that its estimated memory is within
 `TrainConfig.limits` (`nas.train.guards`); a bad setting cannot get this far
@@ -41,6 +46,7 @@ from nas.compile import PROBES, ArchModule, init_variables, to_flax
 from nas.data import Dataset
 from nas.ir import Arch
 from nas.status import DIVERGED, DONE, NO_SCORE
+from nas.train import finetune as fine_tuning
 from nas.train.config import TrainConfig
 from nas.train.guards import check_output_shape, check_size
 from nas.train.optim import learning_rate_multiplier, make_optimizer
@@ -137,7 +143,7 @@ def _zero_probes(module: ArchModule, variables: dict, x, dropout_key) -> dict:
 
 
 def _make_epoch(module: ArchModule, tx: optax.GradientTransformation, task: str, batch_size: int,
-                feedback: bool = True):
+                feedback: bool = True, fine_tune: fine_tuning.FineTunePlan | None = None):
     def step(carry, inputs):
         state, x_all, y_all = carry
         batch_index, dropout_key = inputs
@@ -157,7 +163,10 @@ def _make_epoch(module: ArchModule, tx: optax.GradientTransformation, task: str,
             loss_fn, argnums=(0, 1), has_aux=True)(state.params, probes)
         step_updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, step_updates)
-        new_state = CandidateState(params, updates.get("batch_stats", state.batch_stats), opt_state, state.key)
+        batch_stats = updates.get("batch_stats", state.batch_stats)
+        if fine_tune is not None:  # frozen BatchNorm keeps its running statistics (this step's state, as tx read)
+            batch_stats = fine_tuning.freeze_batch_stats(fine_tune, state.opt_state, state.batch_stats, batch_stats)
+        new_state = CandidateState(params, batch_stats, opt_state, state.key)
         signals = {"loss": loss, "metric": jnp.mean(metric), "grad_norm": {}, "dead_relu": {}}
         if feedback:
             signals["grad_norm"] = {name: optax.tree.norm(g) for name, g in grads.items()}
@@ -222,17 +231,19 @@ def _padded(x: jax.Array, y: jax.Array, batch_size: int):
 @functools.lru_cache(maxsize=64)
 def _programs(module: ArchModule, training: tuple, task: str, steps: int, eval_batch: int,
               population: int | None):
-    """Jitted (epoch, evaluate) for one architecture and (epochs, batch size, optimizer, schedule, feedback).
+    """Jitted (epoch, evaluate) for one architecture and (epochs, batch size, optimizer, schedule, feedback,
+    fine-tuning).
 
     Cached so repeated trials of one architecture (seeds, Hyperband rungs,
     resumed runs) reuse the compiled program instead of compiling again.
     `population` None means a single candidate, run without vmap.
     """
-    epochs, batch_size, optimizer, schedule, feedback = training
+    epochs, batch_size, optimizer, schedule, feedback, finetune = training
     # The learning rate and weight decay are read from each member's state, so
     # one program serves every member (and every later trial) of this shape.
-    tx = make_optimizer(optimizer, schedule, steps * epochs)
-    epoch = _make_epoch(module, tx, task, batch_size, feedback)
+    fine_tune = fine_tuning.plan(finetune, module.arch, steps * epochs)
+    tx = make_optimizer(optimizer, schedule, steps * epochs, finetune=fine_tune)
+    epoch = _make_epoch(module, tx, task, batch_size, feedback, fine_tune)
     evaluate = _make_evaluate(module, task, eval_batch)
     if population is None:
         unbatched_epoch, unbatched_eval = epoch, evaluate
@@ -323,14 +334,14 @@ def _train(arch, dataset, configs, variables, splits, on_epoch, vmapped: bool) -
     check_size(arch, dataset.input_shape, base, population=k, itemsize=jnp.dtype(dtype).itemsize,
                eval_batch=eval_batch)
     module = to_flax(arch, dtype=dtype, input_shape=dataset.input_shape)
-    epoch_fn, eval_fn = _programs(module, shared[:4] + (base.feedback,), dataset.task, steps, eval_batch,
-                                  k if vmapped else None)
+    epoch_fn, eval_fn = _programs(module, shared[:4] + (base.feedback, base.finetune), dataset.task, steps,
+                                  eval_batch, k if vmapped else None)
     state = _initial_state(module, configs, variables, dataset.input_shape, steps)
     val = _padded(splits.x_val, splits.y_val, eval_batch)
     # Compile ahead of time so no epoch's timing includes compilation.
     epoch_exec = epoch_fn.lower(state, splits.x_train, splits.y_train).compile()
     eval_exec = eval_fn.lower(state.params, state.batch_stats, *val).compile()
-    progress = _fit(epoch_exec, eval_exec, state, splits, val, configs, dataset.task, steps, on_epoch)
+    progress = _fit(epoch_exec, eval_exec, state, splits, val, configs, dataset.task, steps, on_epoch, arch)
     return _results(progress, configs, arch.num_params(dataset.input_shape))
 
 
@@ -363,7 +374,8 @@ def _initial_state(module: ArchModule, configs: Sequence[TrainConfig], variables
     for i, c in enumerate(configs):
         init_key, run_key = jax.random.split(jax.random.PRNGKey(c.seed))
         v = variables[i] if variables else init_variables(module, init_key, input_shape)
-        member_tx = make_optimizer(c.optimizer, c.schedule, steps * c.epochs)
+        member_tx = make_optimizer(c.optimizer, c.schedule, steps * c.epochs,
+                                   finetune=fine_tuning.plan(c.finetune, module.arch, steps * c.epochs))
         members.append(CandidateState(v["params"], v.get("batch_stats", {}), member_tx.init(v["params"]), run_key))
     return _stack(members)
 
@@ -398,11 +410,11 @@ class _Progress:
 
 def _fit(epoch_exec, eval_exec, state: CandidateState, splits: DeviceSplits, val: tuple,
          configs: Sequence[TrainConfig], task: str, steps: int,
-         on_epoch: Callable[[int, list[dict]], None] | None) -> _Progress:
+         on_epoch: Callable[[int, list[dict]], None] | None, arch: Arch) -> _Progress:
     """The epoch loop: train, time, validate, book-keep, until the epochs run out or no member trains."""
     base = configs[0]
     progress = _Progress.start(len(configs), state)
-    schedule_at = _schedule_multiplier(base, steps)
+    schedule_at = _schedule_multiplier(base, steps, arch)
     for epoch in range(1, base.epochs + 1):
         start = time.perf_counter()
         new_state, summary = epoch_exec(state, splits.x_train, splits.y_train)
@@ -503,9 +515,13 @@ def _results(progress: _Progress, configs: Sequence[TrainConfig], num_params: in
     return results
 
 
-def _schedule_multiplier(config: TrainConfig, steps: int) -> Callable[[int], float]:
+def _schedule_multiplier(config: TrainConfig, steps: int, arch: Arch) -> Callable[[int], float]:
+    """The learning-rate factor the history reports after `step` optimiser steps (fine-tuning's included)."""
     schedule = learning_rate_multiplier(config.schedule, steps * config.epochs)
-    return lambda step: float(schedule(step))
+    fine_tune = fine_tuning.plan(config.finetune, arch, steps * config.epochs)
+    if fine_tune is None:
+        return lambda step: float(schedule(step))
+    return lambda step: float(schedule(step)) * fine_tune.lr_factor_at(step - 1)
 
 
 @functools.lru_cache(maxsize=64)

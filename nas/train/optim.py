@@ -5,7 +5,9 @@ the optimiser state, so a vmapped population can give each member its own.
 SGD, Adam, AdamW and RMSprop are optax's own; Adagrad, Adadelta, Adamax,
 Nadam, FTRL and centred RMSprop follow Keras's update rules exactly
 (`nas.train.keras_optimizers`), so a mined model trains with the optimizer
-its author compiled it with.
+its author compiled it with. A fine-tuning run (`nas.train.finetune`)
+appends one transformation last: it scales each fine-tuning step's updates
+and zeroes those of frozen weights.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import optax
 
 from nas.train import keras_optimizers as keras
 from nas.train.config import OptimizerConfig, OptimizerName, ScheduleConfig
+from nas.train.finetune import FineTunePlan, transformation
 
 
 def _core(cfg: OptimizerConfig, learning_rate) -> optax.GradientTransformation:
@@ -67,9 +70,16 @@ def learning_rate_multiplier(cfg: ScheduleConfig, total_steps: int) -> optax.Sch
 
 
 def make_optimizer(
-    optimizer: OptimizerConfig, schedule: ScheduleConfig, total_steps: int
+    optimizer: OptimizerConfig, schedule: ScheduleConfig, total_steps: int, finetune: FineTunePlan | None = None
 ) -> optax.GradientTransformation:
-    """The full transformation: injected (lr, weight decay), then the schedule."""
+    """The full transformation: injected (lr, weight decay), then the schedule.
+
+    `finetune` (`nas.train.finetune.plan`; None: not a fine-tuning run, and
+    the chain is exactly what it was without it) appends the fine-tuning
+    transformation last, after weight decay and the schedule.
+    """
+    if finetune is not None:
+        return optax.chain(make_optimizer(optimizer, schedule, total_steps), transformation(finetune))
     multiplier = learning_rate_multiplier(schedule, total_steps)
     if optimizer.name == "ftrl":
         # FTRL's rate enters its step non-linearly (Keras decays the rate itself), so the

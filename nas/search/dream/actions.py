@@ -27,9 +27,14 @@ zero-initialised shortcut around each block) and the dropout actions (no
 weights; Dropout is the identity in eval mode). `Action.inherit` returns
 the child's weights; every other action retrains from scratch.
 
-Not built: Table 1's fine-tuning rows 6-10 (two/three-step fine-tuning,
-step epochs and learning rates, freezing), which need a pre-trained
-checkpoint of this framework on another dataset; a later session adds them.
+Table 1's fine-tuning rows 6-10 and AutoKeras's ``pretrained=True``
+(`nas.search.dream.finetune`): ``pretrained=True``, ``two_step=`` /
+``three_step=`` True/False, ``step_epochs=`` 0.1 ... 0.5, ``step_lr=`` 1 /
+0.1 / 0.01, ``freeze=`` all / no / bn. They need a pre-trained checkpoint
+of this framework (`Action.needs_pretrained`): their child is built by
+`Action.from_pretrained`, which starts it from the checkpoint's weights.
+Without one, ``pretrained=True`` never applies and the others apply only to
+a model already transferred (``settings.finetune.body`` non-empty).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from nas.compile import init_variables, to_flax
 from nas.ir import Arch, InvalidArchError
 from nas.morph import MorphError, add_skip, deepen, tensor_activation, widen
 from nas.search.dream import arch_edits as edits
+from nas.search.dream import finetune
 from nas.search.dream.conf_files import conf_dir, conf_path, load_yaml
 from nas.train import OptimizerConfig, ScheduleConfig, TrainConfig
 
@@ -62,6 +68,7 @@ END_LR_DROPS = (0.2, 0.4, 0.6, 0.8)
 
 Transform = Callable[[Arch, TrainConfig], tuple[Arch, TrainConfig]]
 Morph = Callable[[Arch, dict, jax.Array], tuple[Arch, dict]]
+InitWeights = Callable[[Arch, TrainConfig, "finetune.Pretrained", jax.Array], dict]
 _REFUSALS = (MorphError, InvalidArchError, ValueError)  # TrainConfigError is a ValueError
 
 
@@ -81,6 +88,11 @@ class Action:
         parent's, and the child computes what the parent did.
       morph: (arch, variables, key) -> (arch, variables), for
         function-preserving actions.
+      needs_pretrained: a fine-tuning action: its child needs the
+        pre-trained checkpoint (`from_pretrained` builds it).
+      init_weights: (arch, settings, pretrained, key) -> variables: the
+        child's starting weights, copied from the checkpoint (the settings
+        fine-tuning actions).
     """
 
     object: str
@@ -88,6 +100,8 @@ class Action:
     transform: Transform = dataclasses.field(repr=False)
     function_preserving: bool = False
     morph: Morph | None = dataclasses.field(default=None, repr=False)
+    needs_pretrained: bool = False
+    init_weights: InitWeights | None = dataclasses.field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -137,6 +151,32 @@ class Action:
         if child == arch:
             raise ActionError(f"action {self.name} changes nothing: it is already in effect")
         return child, settings, child_vars
+
+    def from_pretrained(self, arch: Arch, settings: TrainConfig, pretrained: "finetune.Pretrained",
+                        input_shape: Any, num_outputs: int, key: jax.Array) -> tuple[Arch, TrainConfig, dict]:
+        """A fine-tuning action's child (arch, settings, starting variables) from the checkpoint `pretrained`.
+
+        ``pretrained=True``: the checkpoint's model transferred to this problem
+        (`finetune.apply_pretrained`); the others: the settings change, the
+        child starting from the checkpoint's weights (`init_weights`), never
+        from the incumbent's trained ones. `input_shape` and `num_outputs`
+        are the problem's (only ``pretrained=True`` reads them).
+
+        Raises:
+          ActionError: not a fine-tuning action, or it does not apply (naming why).
+        """
+        if not self.needs_pretrained:
+            raise ActionError(f"action {self.name} does not start from a pre-trained checkpoint")
+        try:
+            if self.object == "pretrained":
+                return finetune.apply_pretrained(arch, settings, pretrained, input_shape, num_outputs, key)
+            child, child_settings = self(arch, settings)
+            return child, child_settings, self.init_weights(child, child_settings, pretrained, key)
+        except _REFUSALS as exc:
+            if isinstance(exc, ActionError):
+                raise
+            raise ActionError(f"action {self.name} does not apply to {arch.name or 'this architecture'}: {exc}") \
+                from None
 
 
 def _format(value: Any) -> str:
@@ -316,6 +356,9 @@ def _build() -> dict[str, Action]:
                 Action("block_type", "depthwise", _arch_only(edits.to_inverted))]
     actions += [_fp("width", "x2", _widen_all), Action("width", "x0.5", _arch_only(edits.narrow)),
                 _fp("depth", "+1", _deepen_last), Action("depth", "-1", _arch_only(edits.remove_last_block))]
+    actions += [Action("pretrained", True, _settings_only(finetune.needs_checkpoint), needs_pretrained=True)]
+    actions += [Action(obj, value, _settings_only(edit), needs_pretrained=True, init_weights=finetune.init_weights)
+                for obj, value, edit in finetune.SETTINGS_ACTIONS]
     return {a.name: a for a in actions}
 
 

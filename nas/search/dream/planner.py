@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -27,6 +28,7 @@ from nas.search.dream.actions import ActionError, action_space, get_action
 from nas.search.dream.conditions import (
     Condition, FeedbackError, Thresholds, classify, load_thresholds, parse_condition,
 )
+from nas.search.dream.finetune import Pretrained, load_pretrained, retransfer
 from nas.search.dream.priorities import PriorityTable, resolve
 from nas.train import TrainConfig
 
@@ -44,6 +46,9 @@ class DreamSettings:
       random_seed: which random table.
       action_space: ``expanded`` (Table 1 and AutoKeras's) or ``original``
         (AutoKeras's own hyperparameters only: the paper's Table 7 baseline).
+      pretrained: a checkpoint directory this framework trained on another
+        dataset, which the fine-tuning actions start from (None: they are
+        skipped, the reason recorded).
 
     Raises:
       ValueError / PriorityTableError: naming the ``dream.<key>`` that is wrong,
@@ -54,6 +59,7 @@ class DreamSettings:
     priorities: str = "shipped"
     random_seed: int = 0
     action_space: str = "expanded"
+    pretrained: str | None = None
 
     def __post_init__(self):
         thresholds = self.thresholds
@@ -65,13 +71,25 @@ class DreamSettings:
         if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int) or self.random_seed < 0:
             raise ValueError(f"dream.random_seed must be an integer >= 0, got {self.random_seed!r}")
         action_space(self.action_space)  # a clear error for an unknown name
+        if self.pretrained is not None and not os.path.isdir(os.path.expanduser(str(self.pretrained))):
+            raise ValueError(f"dream.pretrained: {self.pretrained} is not a checkpoint directory (give a run's "
+                             "best/ or trials/<index>/ directory, or null)")
         self.table()  # a missing or mismatched priority file is refused before any training
 
     def table(self) -> PriorityTable:
         return _table(self.priorities, self.thresholds, self.random_seed)
 
+    def pretrained_model(self) -> Pretrained | None:
+        """The checkpoint the fine-tuning actions start from (read once per process), or None."""
+        return None if self.pretrained is None else _pretrained(os.path.abspath(os.path.expanduser(self.pretrained)))
+
     def actions(self) -> tuple[str, ...]:
         return action_space(self.action_space)
+
+
+@functools.lru_cache(maxsize=2)
+def _pretrained(path: str) -> Pretrained:
+    return load_pretrained(path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -120,7 +138,15 @@ def incumbent_of(result: Any, arch: Arch, settings: TrainConfig, thresholds: Thr
 
 @dataclasses.dataclass(frozen=True)
 class Move:
-    """A planned child: the action, the child's (arch, settings) and, when inheriting, its weights."""
+    """A planned child: the action, the child's (arch, settings) and the weights it starts from.
+
+    Attributes:
+      variables: None (train from scratch), the incumbent's weights morphed
+        by a function-preserving action (`continues`), or weights copied from
+        the pre-trained checkpoint (fine-tuning: a full training).
+      continues: the child carries on the incumbent's training (train it
+        for the shorter continuation budget).
+    """
 
     action: str
     arch: Arch
@@ -129,6 +155,7 @@ class Move:
     level: str
     skipped: tuple[tuple[str, str], ...] = ()
     variables: Any = dataclasses.field(default=None, compare=False, repr=False)
+    continues: bool = False
 
     def choices(self, incumbent: Incumbent) -> dict[str, Any]:
         """What the trial records: the action, why (condition, priority, level) and what was passed over."""
@@ -146,33 +173,56 @@ def fingerprint(arch: Arch, settings: TrainConfig) -> str:
     return f"{arch.structural_hash()}|{dataclasses.replace(settings, seed=0)!r}"
 
 
+NO_CHECKPOINT = "no pre-trained checkpoint: set dream.pretrained to a model directory trained on another dataset"
+
+
 def plan(incumbent: Incumbent, settings: DreamSettings, tried: Sequence[str], seen: Sequence[str], n: int,
-         key: jax.Array, inherit: bool = False) -> list[Move]:
+         key: jax.Array, input_shape: Sequence[int], num_outputs: int, inherit: bool = False) -> list[Move]:
     """Up to `n` children of `incumbent`, by the priority table's ranking for its condition.
 
     Args:
       tried: actions already taken from this incumbent.
       seen: `fingerprint`s of every proposal so far (a child equal to one is passed over).
+      input_shape, num_outputs: the problem's (a pre-trained model is re-posed on them).
       inherit: function-preserving actions start from the incumbent's
         weights (`incumbent.variables`); otherwise every child trains afresh.
+        Fine-tuning children always start from the pre-trained checkpoint,
+        and an architecture action on a transferred model copies what still
+        matches the checkpoint into the child (`finetune.retransfer`).
     """
     condition = None if incumbent.condition is None else parse_condition(incumbent.condition)
     tried = set(tried)
     candidates = [a for a in settings.actions() if a not in tried]
     ranking = settings.table().rank(condition, candidates)
+    pretrained = settings.pretrained_model()
+    transferred = incumbent.settings.finetune.enabled
     seen, moves, skipped = set(seen), [], []
     for i, ranked in enumerate(ranking):
         if len(moves) >= n:
             break
-        action = get_action(ranked.action)
+        action, key_i = get_action(ranked.action), jax.random.fold_in(key, i)
+        continues = False
         try:
-            if inherit and action.function_preserving and incumbent.variables is not None:
+            if action.needs_pretrained:
+                if pretrained is None:
+                    if action.object == "pretrained":
+                        skipped.append((ranked.action, NO_CHECKPOINT))
+                    continue  # the others apply only to a transferred model, which needs the checkpoint
+                arch, child_settings, variables = action.from_pretrained(
+                    incumbent.arch, incumbent.settings, pretrained, input_shape, num_outputs, key_i)
+            elif inherit and action.function_preserving and incumbent.variables is not None and not transferred:
                 arch, child_settings, variables = action.inherit(
-                    incumbent.arch, incumbent.settings, incumbent.variables, jax.random.fold_in(key, i))
+                    incumbent.arch, incumbent.settings, incumbent.variables, key_i)
+                continues = True
             else:
                 (arch, child_settings), variables = action(incumbent.arch, incumbent.settings), None
+                if child_settings.finetune.enabled and pretrained is not None:
+                    child_settings, variables = retransfer(arch, child_settings, pretrained, key_i)
         except ActionError as exc:
-            if action.applicable(incumbent.arch, incumbent.settings):  # it should have applied: say why not
+            # Passed over silently when it does not apply; recorded when it should have (a morph or
+            # a transfer that failed on this model).
+            if (action.object == "pretrained" and "already in effect" not in str(exc)) \
+                    or action.applicable(incumbent.arch, incumbent.settings):
                 skipped.append((ranked.action, str(exc)))
             continue
         except Exception as exc:  # an action's own failure skips it, recorded, never ends the search
@@ -183,9 +233,9 @@ def plan(incumbent: Incumbent, settings: DreamSettings, tried: Sequence[str], se
             continue
         seen.add(mark)
         moves.append(Move(ranked.action, arch, child_settings, ranked.priority, ranked.level, tuple(skipped),
-                          variables))
+                          variables, continues))
         skipped = []
     return moves
 
 
-__all__ = ["DreamSettings", "Incumbent", "Move", "PRIORITY_CHOICES", "fingerprint", "incumbent_of", "plan"]
+__all__ = ["DreamSettings", "Incumbent", "Move", "NO_CHECKPOINT", "PRIORITY_CHOICES", "fingerprint", "incumbent_of", "plan"]

@@ -6,7 +6,8 @@ condition is abnormal (anything but NC-NG-NW: slow convergence, vanishing,
 exploding or dying gradients, exploding weights), the next ask starts with
 one repair proposal: the highest-priority untried action of DREAM's table for
 that condition, applied to the best trial's architecture and training
-settings and trained from scratch. Then `inner`'s own proposals fill the
+settings and trained from scratch (a fine-tuning action: from the
+pre-trained checkpoint, ``dream.pretrained``). Then `inner`'s own proposals fill the
 batch. One repair is in flight at a time; a repair that becomes the best and
 is still abnormal is repaired in turn.
 
@@ -27,7 +28,7 @@ import jax
 from nas.ir import Arch
 from nas.search.dream.planner import DreamSettings, Incumbent, fingerprint, incumbent_of, plan
 from nas.search.problem import Posed
-from nas.search.strategy import FRESH, Candidate, Strategy, TrialResult, seed_of
+from nas.search.strategy import FRESH, INHERIT, Candidate, Strategy, TrialResult, seed_of
 from nas.train import TrainConfig
 
 
@@ -37,7 +38,9 @@ class RepairState:
 
     Attributes:
       inner: the wrapped strategy's state.
-      input_shape, seed: the problem's input shape (conditions weigh ReLU units by it) and the run's seed.
+      input_shape, num_outputs: the problem's (conditions weigh ReLU units by the
+        shape; a pre-trained model is re-posed on both).
+      seed: the run's seed.
       next_trial: the next run trial index.
       to_inner: (run trial, inner trial) of every inner proposal.
       proposed: (run trial, arch, settings) of every proposal not told yet.
@@ -49,6 +52,7 @@ class RepairState:
 
     inner: Any
     input_shape: tuple[int, ...]
+    num_outputs: int
     seed: int
     next_trial: int = 0
     to_inner: tuple[tuple[int, int], ...] = ()
@@ -68,6 +72,7 @@ def settings_of(candidate: Candidate, base: TrainConfig) -> TrainConfig:
     if candidate.weight_decay is not None:
         optimizer = dataclasses.replace(optimizer, weight_decay=float(candidate.weight_decay))
     return dataclasses.replace(base, optimizer=optimizer, schedule=candidate.schedule or base.schedule,
+                               finetune=candidate.finetune or base.finetune,
                                epochs=int(candidate.epochs or base.epochs),
                                batch_size=int(candidate.batch_size or base.batch_size))
 
@@ -82,7 +87,7 @@ def with_dream_repair(inner: Strategy, settings: DreamSettings, base: TrainConfi
     """
 
     def init(posed: Posed, key) -> RepairState:
-        return RepairState(inner.init(posed, key), posed.problem.input_shape, seed_of(key))
+        return RepairState(inner.init(posed, key), posed.problem.input_shape, posed.problem.num_outputs, seed_of(key))
 
     def ask(state: RepairState, n: int) -> tuple[RepairState, list[Candidate]]:
         out: list[Candidate] = []
@@ -91,12 +96,14 @@ def with_dream_repair(inner: Strategy, settings: DreamSettings, base: TrainConfi
         best = state.best
         if n > 0 and repair_pending is None and best is not None and not best.normal:
             key = jax.random.fold_in(jax.random.key(state.seed), trial)
-            for move in plan(best, settings, tried, seen, 1, key):
+            for move in plan(best, settings, tried, seen, 1, key, state.input_shape, state.num_outputs):
                 choices = {"repair": "dream", **move.choices(best)}
                 out.append(Candidate(trial, move.arch.replace_nodes(move.arch.nodes, name=f"repair-t{trial}"), None,
                                      choices, batch_size=move.settings.batch_size, epochs=move.settings.epochs,
-                                     parent=best.trial, start=FRESH, optimizer=move.settings.optimizer,
-                                     schedule=move.settings.schedule))
+                                     parent=best.trial, start=FRESH if move.variables is None else INHERIT,
+                                     variables=move.variables, optimizer=move.settings.optimizer,
+                                     schedule=move.settings.schedule,
+                                     finetune=move.settings.finetune if move.settings.finetune.enabled else None))
                 proposed.append((trial, move.arch, move.settings))
                 tried, seen = tried + (move.action,), seen + (fingerprint(move.arch, move.settings),)
                 repair_pending, repairs, trial = trial, repairs + 1, trial + 1

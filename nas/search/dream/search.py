@@ -53,8 +53,8 @@ class DreamSpace:
         actions change them; the search config passes the ``optimizer`` and
         ``schedule`` groups here).
       inherit: function-preserving actions start from the parent's weights.
-      thresholds, priorities, random_seed, action_space: the ``dream`` group
-        (`nas.search.dream.planner.DreamSettings`).
+      thresholds, priorities, random_seed, action_space, pretrained: the
+        ``dream`` group (`nas.search.dream.planner.DreamSettings`).
     """
 
     family: str = "auto"
@@ -72,6 +72,7 @@ class DreamSpace:
     priorities: str = "shipped"
     random_seed: int = 0
     action_space: str = "expanded"
+    pretrained: str | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -80,12 +81,14 @@ class DreamSpace:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"search.space.{name} must be an integer >= 1, got {value!r}")
-        settings = DreamSettings(self.thresholds, self.priorities, self.random_seed, self.action_space)
+        settings = DreamSettings(self.thresholds, self.priorities, self.random_seed, self.action_space,
+                                 self.pretrained)
         object.__setattr__(self, "thresholds", settings.thresholds)
+        object.__setattr__(self, "_dream", settings)  # not a field: equality and fingerprints see the fields
 
     @property
     def dream(self) -> DreamSettings:
-        return DreamSettings(self.thresholds, self.priorities, self.random_seed, self.action_space)
+        return self._dream
 
     def _greedy(self) -> GreedySpace:
         return GreedySpace(family=self.family, channels=self.channels, dense=self.dense, hidden=self.hidden)
@@ -139,12 +142,13 @@ def init(posed: Posed[DreamSpace], key) -> DreamState:
 
 
 def _candidate(space: DreamSpace, trial: int, arch: Arch, settings: TrainConfig, choices: dict, *,
-               parent: int | None = None, variables: Any = None) -> Candidate:
-    inherit = variables is not None
+               parent: int | None = None, variables: Any = None, continues: bool = False) -> Candidate:
+    """A proposal; with `variables` it starts from them (a morphed parent's or pre-trained weights)."""
     return Candidate(trial, arch.replace_nodes(arch.nodes, name=f"dream-t{trial}"), None, choices,
-                     batch_size=space.batch_size, epochs=space.epochs if inherit else space.initial_epochs,
-                     parent=parent, start=INHERIT if inherit else FRESH, variables=variables,
-                     optimizer=settings.optimizer, schedule=settings.schedule)
+                     batch_size=space.batch_size, epochs=space.epochs if continues else space.initial_epochs,
+                     parent=parent, start=FRESH if variables is None else INHERIT, variables=variables,
+                     optimizer=settings.optimizer, schedule=settings.schedule,
+                     finetune=settings.finetune if settings.finetune.enabled else None)
 
 
 def ask(state: DreamState, n: int) -> tuple[DreamState, list[Candidate]]:
@@ -160,12 +164,13 @@ def ask(state: DreamState, n: int) -> tuple[DreamState, list[Candidate]]:
         pending = ((0, arch, settings),)
     elif state.best is not None:
         key = jax.random.fold_in(jax.random.key(state.seed), state.next_trial)
-        moves = plan(state.best, space.dream, tried, seen, n, key, inherit=space.inherit)
+        moves = plan(state.best, space.dream, tried, seen, n, key, state.problem.input_shape,
+                     state.problem.num_outputs, inherit=space.inherit)
         pending = []
         for i, move in enumerate(moves):
             trial = state.next_trial + i
             out.append(_candidate(space, trial, move.arch, move.settings, move.choices(state.best),
-                                  parent=state.best.trial, variables=move.variables))
+                                  parent=state.best.trial, variables=move.variables, continues=move.continues))
             pending.append((trial, move.arch, move.settings))
             tried, seen = tried + (move.action,), seen + (fingerprint(move.arch, move.settings),)
         exhausted = not moves

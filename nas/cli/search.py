@@ -43,6 +43,7 @@ def main(cfg: DictConfig) -> dict:
     for s, handler in previous.items():
         if handler is not signal.SIG_IGN:  # nohup / a background job ignores SIGINT on purpose
             signal.signal(s, stops)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, stops.unraisable(sys.unraisablehook)
     try:
         with RunLock(directory):
             return _search(cfg, directory, stops.check)
@@ -57,6 +58,7 @@ def main(cfg: DictConfig) -> dict:
         logging.shutdown()
         os._exit(143 if name == "SIGTERM" else 130)
     finally:
+        sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -80,6 +82,13 @@ class _StopRequests:
     def check(self) -> None:
         if self.signal_name is not None:
             raise Interrupted(self.signal_name)
+
+    def unraisable(self, hook):
+        """`sys.unraisablehook` without the traceback of a request it swallowed: `check` acts on it."""
+        def quiet(info):
+            if not isinstance(info.exc_value, Interrupted):
+                hook(info)
+        return quiet
 
 
 def _resume_command(directory: str) -> str:

@@ -86,6 +86,8 @@ def _rows(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# Slow set (28 CPU-s, 35-55 s on 2 shared cores): keeps the default set inside its 20 minutes.
+@pytest.mark.slow
 def test_experiment_killed_part_way_resumes_without_losing_or_repeating_rows(tmp_path):
     out = tmp_path / "run"
     table = tmp_path / "table.json"

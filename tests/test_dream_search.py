@@ -166,6 +166,7 @@ def test_repair_inserts_dreams_action_when_the_best_trial_converges_slowly(tmp_p
 
 
 # ------------------------------------------------------------------ fine-tuning actions
+@pytest.mark.slow  # three CNN searches (about 40 s): the default set stays inside its 20 minutes
 def test_fine_tuning_actions_start_from_the_checkpoint_or_are_skipped_with_the_reason(tmp_path):
     rows = [{"model": 0, "condition": "OA-NC-NG-NW", "action": "pretrained=True", "delta": 0.5},
             {"model": 0, "condition": "OA-NC-NG-NW", "action": "freeze=all", "delta": 0.4},

@@ -273,9 +273,6 @@ def test_from_measurements_averages_per_condition_and_refuses_a_non_finite_delta
 
 
 def test_shipped_table_loads_with_the_default_thresholds():
-    path = priorities.shipped_path()
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not written yet (experiments/dream_priorities.py writes it)")
-    table = priorities.load(path, load_thresholds())
+    table = priorities.load(priorities.shipped_path(), load_thresholds())  # shipped: conf/dream/priorities/
     assert table.cells and all(name in ACTIONS for cells in table.cells.values() for name in cells)
     assert table.provenance["models"] == sum(table.models.values())

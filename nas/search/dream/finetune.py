@@ -343,18 +343,18 @@ def set_steps(steps: int, on: bool):
     return edit
 
 
-def set_step_fraction(value: float):
-    def edit(settings: TrainConfig) -> TrainConfig:
-        _multi_step(settings, f"step_epochs={value:g}")
-        return _with(settings, step_fraction=value)
-    return edit
+def _multi_step_setting(field: str, action: str):
+    """The edit factory of a setting that only a multi-step run has (``step_epochs=``, ``step_lr=``)."""
+    def make(value: float):
+        def edit(settings: TrainConfig) -> TrainConfig:
+            _multi_step(settings, f"{action}={value:g}")
+            return _with(settings, **{field: value})
+        return edit
+    return make
 
 
-def set_step_lr(value: float):
-    def edit(settings: TrainConfig) -> TrainConfig:
-        _multi_step(settings, f"step_lr={value:g}")
-        return _with(settings, step_lr=value)
-    return edit
+set_step_fraction = _multi_step_setting("step_fraction", "step_epochs")
+set_step_lr = _multi_step_setting("step_lr", "step_lr")
 
 
 def set_freeze(value: str):

@@ -11,12 +11,15 @@ imports, bottom first, with the top-level modules and `nas.morph` placed:
    store: a leaf service the search writes into, so readers and exporters
    start without JAX): standard library only, usable anywhere.
 1. `ir` and `data`: the two inputs, independent of each other.
-2. `compile` (ir -> Flax) and `mining` (source text -> ir, and nothing else).
+2. `compile` (ir -> Flax), `mining` (source text -> ir, and nothing else) and
+   `lde` (the lifelong database of experiments: IR, dataset fingerprints, numbers).
 3. `train`, `checkpoint` (a trained model on disk) and `morph` (weight
    transforms on ir, keyed as `compile` lays the weights out): what a trial
    needs to train, save and change a model.
 4. `search`: strategies, evaluator and engine (and `trial_records`, the
-   conversion between its records and the store's).
+   conversion between its records and the store's), and `tapas` (the DCN
+   probe and the train-less accuracy predictor, which the search's prefilter
+   uses and which never imports the search).
 5. `api`: the Python API (`nas.search(x, y)`, `nas.load`, `Model`): every
    package's work as one call.
 6. `cli` and the `hydra_plugins` sweeper: entry points, thin over `api`.
@@ -56,9 +59,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     # it imports nothing of nas but the version, so readers and exporters start without JAX.
     frozenset({"nas", "atomic_io", "config_dir", "status", "tracking", "store"}),
     frozenset({"ir", "data"}),
-    frozenset({"compile", "mining"}),
+    frozenset({"compile", "mining", "lde"}),
     frozenset({"train", "checkpoint", "morph"}),
-    frozenset({"search"}),
+    frozenset({"search", "tapas"}),
     frozenset({"api"}),
     frozenset({"cli", "hydra_plugins"}),
 )

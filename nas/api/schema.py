@@ -35,6 +35,7 @@ from nas.data import load_dataset
 from nas.search import Objective
 from nas.search.dream.conditions import Thresholds
 from nas.search.dream.planner import DreamSettings
+from nas.tapas.service import TapasSettings
 from nas.search.engine import Budget
 from nas.tracking import LoggerConfig
 from nas.train import OptimizerConfig, ScheduleConfig, SizeLimits, TrainConfig
@@ -125,6 +126,8 @@ SearchSchema = dataclasses.make_dataclass("SearchSchema", [
     ("space", Dict[str, Any], dataclasses.field(default=MISSING)),
     # null or dream (nas.search.dream.repair); missing in the strategy files, so their fingerprints stay.
     ("repair", Optional[str], dataclasses.field(default=MISSING)),
+    # null or tap (nas.search.prefilter); missing in the strategy files, so their fingerprints stay.
+    ("prefilter", Optional[str], dataclasses.field(default=MISSING)),
 ])
 ThresholdsSchema = _schema("ThresholdsSchema", spec_fields(Thresholds))
 DreamSchema = dataclasses.make_dataclass("DreamSchema", [
@@ -132,6 +135,10 @@ DreamSchema = dataclasses.make_dataclass("DreamSchema", [
     *((f, _omegaconf_type(t), dataclasses.field(default=MISSING))
       for f, t in spec_fields(DreamSettings, exclude=("thresholds",)).items()),
 ])
+# The lifelong database of experiments (conf/lde, nas.lde) that nas-train and nas-search append to.
+LdeSchema = _schema("LdeSchema", {"enabled": bool, "path": str})
+
+TapasSchema = _schema("TapasSchema", spec_fields(TapasSettings), nullable=frozenset({"cache"}))
 
 
 def _group(schema: type, optional: bool = False) -> Any:
@@ -154,6 +161,7 @@ class TrainAppSchema:
     logger: LoggerSchema = _group(LoggerSchema)  # type: ignore[valid-type]
     runtime: RuntimeSchema = _group(RuntimeSchema)  # type: ignore[valid-type]
     limits: LimitsSchema = _group(LimitsSchema)  # type: ignore[valid-type]
+    lde: LdeSchema = _group(LdeSchema)  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass
@@ -162,6 +170,7 @@ class SearchAppSchema(TrainAppSchema):
 
     search: SearchSchema = _group(SearchSchema)  # type: ignore[valid-type]
     dream: DreamSchema = _group(DreamSchema)  # type: ignore[valid-type]
+    tapas: TapasSchema = _group(TapasSchema)  # type: ignore[valid-type]
     resume: bool = MISSING
 
 

@@ -10,7 +10,10 @@ CLI only prints; Python gets a `SearchResult`.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import logging
 import math
 import os
 import time
@@ -25,10 +28,13 @@ from nas.api.progress import SearchProgress, bars_enabled, logging_trials_to
 from nas.atomic_io import write_json_atomic, write_text_atomic
 from nas.api import settings
 from nas.data import from_arrays
+from nas.lde.recorder import recorder as lde_recorder
 from nas.search import best_model, reference_complexity, run_search, search_summary
 from nas.search import engine  # export_artefacts by module attribute: the fault injector patches it there
 from nas.store import STORE_FILENAME, RunLock, SqliteTrialStore, to_csv, to_jsonl
 from nas.tracking import RunLogger
+
+log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("trial", "status", "val_score", "objective", "num_params", "depth", "t_tr", "epochs", "pareto")
 
@@ -86,7 +92,45 @@ def fingerprint_config(cfg: DictConfig, strategy) -> dict:
            "schedule": settings.plain(cfg.schedule)}
     if search_node.get("repair"):  # the repair's table and thresholds are part of what the run is
         out["dream"] = settings.plain(cfg.dream)
+    if settings.needs_tap(cfg):  # so is the predictor's neighbourhood and keep fraction
+        out["tapas"] = {k: v for k, v in settings.plain(cfg.tapas).items() if k != "cache"}
     return out
+
+
+def _predictor(cfg: DictConfig, data, directory: str) -> str | None:
+    """The run's frozen TAP directory when the run screens or ranks by it (None otherwise, or when none exists).
+
+    Raises:
+      ValueError: search=tapas and the LDE holds no networks of similar datasets.
+    """
+    if not settings.needs_tap(cfg):
+        return None
+    from nas.tapas.service import prepare
+
+    prepared = prepare(os.path.expanduser(str(cfg.lde.path)), data, directory, settings.tapas(cfg.tapas))
+    if prepared.directory is None:
+        if cfg.search.strategy == "nas.search.tapas.TAPAS":
+            raise ValueError(f"search=tapas has no predictor to rank with: {prepared.note}")
+        log.warning("search.prefilter=tap steps aside, every proposal trains: %s", prepared.note)
+    else:
+        log.info("TAP (DCN %.3f, %d networks of %s): %s", prepared.dcn, prepared.examples,
+                 ", ".join(n for n, _, _ in prepared.neighbours), prepared.note)
+    return prepared.directory
+
+
+def _write_screened(path: str, state) -> None:
+    """``screened.csv``: the proposals a prefilter kept from training, with their predicted accuracy."""
+    from nas.search.prefilter import screened_rows
+
+    rows = screened_rows(state)
+    if not rows:
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def table(rows: list[dict]) -> str:
@@ -131,7 +175,9 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
     strategy = settings.repair(cfg, strategy, config)
     spec = data_source() if data_source is not None else from_data_config(cfg.data)
     data = spec.dataset
-    space = settings.search_space(cfg.search, data)
+    predictor = _predictor(cfg, data, directory)
+    strategy = settings.prefilter(cfg, strategy, predictor)
+    space = settings.search_space(cfg.search, data, predictor)
     budget = settings.budget(cfg.search)
     c_0 = reference_complexity(space, data, config, w_c=cfg.search.objective.w_c,
                                complexity=cfg.search.objective.complexity, c_0=cfg.search.objective.c_0,
@@ -139,6 +185,7 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
     objective = settings.objective(cfg.search.objective, c_0)
     logger = RunLogger(settings.logger_config(cfg.logger), directory, settings.plain(cfg), job="search")
     store = SqliteTrialStore.in_run_dir(directory)
+    lde = lde_recorder(cfg, data)  # every trial trained here goes to the lifelong database too (nas.lde)
     try:
         search_run = store.open_run(fingerprint_config(cfg, strategy),
                                     data.metadata() | {"data_args": spec.data_args}, strategy.name,
@@ -156,6 +203,10 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
                 "trial": result.trial, "val_score": result.score, "objective": result.objective,
                 "num_params": result.num_params, "t_tr": result.t_tr, "epochs": result.epochs,
                 "seconds": evaluation.seconds}.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+            lde.search_trial(run_dir=directory, run_id=search_run.id, trial=result.trial, arch=candidate.arch,
+                             base=search_run.config, hyperparameters=candidate.hyperparameters(),
+                             history=result.history, status=result.status, epochs=result.epochs, t_tr=result.t_tr,
+                             num_params=result.num_params)  # never raises: a failed write is a warning
 
         with logging_trials_to(directory):
             outcome = run_search(strategy, space, int(cfg.search.seed), data, config, budget, store, search_run,
@@ -166,9 +217,11 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
         artefacts = engine.export_artefacts(outcome, store, directory)
         to_jsonl(store, os.path.join(directory, "trials.jsonl"), search_run)
         to_csv(store, os.path.join(directory, "trials.csv"), search_run)
+        _write_screened(os.path.join(directory, "screened.csv"), outcome.state)
         counts = store.counts(search_run).as_dict()
     finally:
         store.close()
+        lde.close()
     rows = engine.candidates_summary(outcome, objective)
     text = table(rows)
     write_text_atomic(os.path.join(directory, "summary.txt"), text + "\n")

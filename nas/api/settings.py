@@ -230,15 +230,62 @@ def repair(cfg: DictConfig, inner: Strategy, base: TrainConfig) -> Strategy:
     return with_dream_repair(inner, dream(cfg.dream), base)
 
 
-def search_space(cfg: DictConfig, data: Dataset) -> Posed:
+PREFILTERS = (None, "tap")
+
+
+def tapas(cfg: DictConfig):
+    """The ``tapas`` group as `nas.tapas.service.TapasSettings` (tau, keep, the DCN probe, TAP's training)."""
+    from nas.tapas.service import TapasSettings
+
+    return _typed(TapasSettings, cfg, "tapas")
+
+
+def prefilter_name(cfg: DictConfig) -> str | None:
+    """``search.prefilter``: null or tap.
+
+    Raises:
+      SettingsError: another value.
+    """
+    chosen = None if "prefilter" not in cfg or OmegaConf.is_missing(cfg, "prefilter") else cfg.prefilter
+    if chosen not in PREFILTERS:
+        raise SettingsError(f"search.prefilter must be null or tap, got {chosen!r}")
+    return chosen
+
+
+def needs_tap(cfg: DictConfig) -> bool:
+    """Whether the run needs TAPAS's predictor: ``search.prefilter=tap`` or ``search=tapas``."""
+    return prefilter_name(cfg.search) == "tap" or cfg.search.strategy == "nas.search.tapas.TAPAS"
+
+
+def prefilter(cfg: DictConfig, inner: Strategy, predictor: str | None) -> Strategy:
+    """``search.prefilter=tap``: `inner` screened by the run's TAP (`nas.search.prefilter`); else `inner`.
+
+    `predictor` is the run's frozen TAP directory, or None when none could
+    be trained (no dataset within tau): the prefilter then steps aside.
+    """
+    if prefilter_name(cfg.search) != "tap" or predictor is None:
+        return inner
+    from nas.search.prefilter import with_prefilter
+    from nas.tapas.service import load_scorer
+
+    return with_prefilter(inner, load_scorer(predictor), tapas(cfg.tapas).keep)
+
+
+def search_space(cfg: DictConfig, data: Dataset, predictor: str | None = None) -> Posed:
     """The strategy's space spec (`Strategy.space`) from ``space``, posed on `data`'s problem.
+
+    `predictor`: the run's frozen TAP, for a space that ranks by it (``search=tapas``)
+    and was not pointed at one by the user.
 
     Raises:
       SettingsError: ``space`` has a key the spec does not know.
       ValueError: the space cannot search this data (e.g. a CNN-only space
         on tabular data); the message names the shape.
     """
-    return Posed(_typed(strategy(cfg).space, cfg.space), Problem.of(data))
+    space = _typed(strategy(cfg).space, cfg.space)
+    if predictor is not None and getattr(space, "predictor", "") is None:
+        space = dataclasses.replace(space, predictor=predictor)
+    return Posed(space, Problem.of(data))
 
 
 def objective(cfg: DictConfig, c_0: float) -> Objective:

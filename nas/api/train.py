@@ -24,6 +24,7 @@ from nas.api.search import arrays_source, data_overrides, default_run_dir
 from nas.atomic_io import write_json_atomic
 from nas.api import settings
 from nas.ir import Arch
+from nas.lde.recorder import recorder as lde_recorder
 from nas.search import score_on_test
 from nas.tracking import RunLogger
 from nas.train import DIVERGED, TrainConfig
@@ -65,6 +66,10 @@ def train_configured(cfg: DictConfig, directory: str, spec: DataSpec, arch: Arch
                    metrics_log=logger.path, wandb_dir=logger.wandb_dir)
     logger.log_table("results", [{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}])
     logger.finish(summary)
+    lde = lde_recorder(cfg, data)  # the lifelong database of experiments (nas.lde); never raises
+    lde.train_run(run_dir=directory, arch=arch, train_config=dataclasses.asdict(config), history=result.history,
+                  status=result.status, epochs=result.epochs, t_tr=result.t_tr, num_params=result.num_params)
+    lde.close()
     return summary
 
 

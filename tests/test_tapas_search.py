@@ -122,3 +122,31 @@ def test_a_foreign_lde_file_is_refused_naming_it_before_anything_trains(tmp_path
         nas.search(data="digits", strategy="random", max_trials=1, run_dir=str(tmp_path / "run"), progress=False,
                    overrides=FAST + ["search.prefilter=tap", f"lde.path={bad}", "lde.enabled=false"])
     assert not (tmp_path / "run" / "trials.jsonl").exists()
+
+
+def test_a_cached_predictor_is_reused_until_its_neighbourhood_grows_by_retrain_growth(tmp_path, lde_path, digits):
+    import shutil
+
+    from nas.tapas.service import TapasSettings, prepare
+
+    path = str(tmp_path / "lde.sqlite")
+    shutil.copy(lde_path, path)
+    settings = TapasSettings(tau=0.1, min_examples=5, epochs=3, retrain_growth=0.2, cache=str(tmp_path / "cache"))
+    first = prepare(path, digits, str(tmp_path / "a"), settings)
+    assert first.examples == 40 and "trained on 40" in first.note
+    assert "cached" in prepare(path, digits, str(tmp_path / "b"), settings).note
+    rng = np.random.default_rng(1)
+    more = []
+    for i in range(9):  # 40 -> 49 networks: more than 20% growth
+        arch = metaqnn.arch_of(metaqnn.sample(rng, SHAPE, CLASSES), SHAPE, CLASSES)
+        acc = _synthetic_accuracy(arch)
+        more.append(ExperimentRecord(
+            key=f"more#{i}", dataset="neighbour-fp", arch=arch.to_json(), arch_hash=arch.structural_hash(),
+            settings={}, history=(), status="done", peak_val=acc, final_val=acc, epochs=4, t_tr=0.1,
+            num_params=arch.num_params(SHAPE), flops=arch.flops(SHAPE), source={"kind": "test"}))
+    with LDE(path) as lde:
+        assert lde.append(more) == 9
+    grown = prepare(path, digits, str(tmp_path / "c"), settings)
+    assert grown.examples == 49 and "trained on 49" in grown.note
+    # a run directory keeps the predictor it started with, however the LDE grows
+    assert "frozen" in prepare(path, digits, str(tmp_path / "a"), settings).note

@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import sys
+import threading
 import tempfile
 from typing import Any, Callable, Iterator
 
@@ -281,3 +282,38 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
+
+
+def _remove_with_sidecars(path: str) -> None:
+    for leftover in (path, path + "-wal", path + "-shm"):  # SQLite's write-ahead log and shared memory
+        if os.path.exists(leftover):
+            os.remove(leftover)
+
+
+@contextlib.contextmanager
+def created_once(path: str):
+    """Yields a temporary path beside `path` to build a new file in, then links it into place.
+
+    A process killed at any moment leaves either no file at `path` or a
+    complete one (plus at most a stray temporary), never a half-built one;
+    of two processes creating the same file at once, the first link wins and
+    the other keeps using the winner's (a link, unlike a rename, never
+    replaces). The temporary and SQLite's ``-wal``/``-shm`` beside it are
+    removed whatever happens.
+    """
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.creating-{os.getpid()}-{threading.get_ident()}")
+    _remove_with_sidecars(temporary)
+    try:
+        yield temporary
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        except OSError:
+            # A file system without hard links: a rename is atomic too, and only a second process creating
+            # the same file in the same instant could lose its (empty) schema to this one's.
+            if not os.path.exists(path):
+                os.rename(temporary, path)
+    finally:
+        _remove_with_sidecars(temporary)

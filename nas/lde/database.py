@@ -40,6 +40,7 @@ import threading
 import time
 from typing import Any, Iterator, Sequence
 
+from nas.atomic_io import created_once
 from nas.store.encoding import from_json, to_json
 from nas.store.errors import NotSerialisableError
 
@@ -223,18 +224,13 @@ def _configure(conn: sqlite3.Connection, path: str) -> None:
 
 
 def _create(path: str) -> None:
-    """Creates an LDE file with its schema, atomically (as `nas.store.sqlite_store._create` does).
+    """Creates an LDE file with its schema, atomically (`nas.atomic_io.created_once`).
 
     Written to a temporary file beside `path` and hard-linked into place: a
     killed process leaves no LDE or a complete one, never an empty one, and of
     two processes creating it at once one wins and the other opens its file.
     """
-    folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f".{name}.creating-{os.getpid()}-{threading.get_ident()}")
-    for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
-    try:
+    with created_once(path) as temporary:
         conn = _connect(temporary)
         try:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -249,18 +245,6 @@ def _create(path: str) -> None:
             conn.execute("COMMIT")
         finally:
             conn.close()  # the last connection checkpoints the WAL into the file
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        except OSError:
-            if not os.path.exists(path):
-                os.rename(temporary, path)
-    finally:
-        for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
-
 
 class LDE:
     """The lifelong database of experiments in one SQLite file.

@@ -24,6 +24,7 @@ import sqlite3
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from nas.atomic_io import created_once
 from nas.store import records
 from nas.store.encoding import from_json, to_json
 from nas.store.errors import (
@@ -109,31 +110,13 @@ def _create(path: str, timeout: float) -> None:
     and of two processes creating the same store at once, one wins and the
     other opens the winner's (a link, unlike a rename, never replaces).
     """
-    folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f".{name}.creating-{os.getpid()}")
-    if os.path.exists(temporary):
-        os.remove(temporary)
-    try:
+    with created_once(path) as temporary:
         conn = _connect(temporary, timeout)
         try:
             _configure(conn, temporary)
             ensure_schema(conn, path)
         finally:
             conn.close()  # the last connection checkpoints the WAL into the file
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        except OSError:
-            # A file system without hard links: a rename is atomic too, and only
-            # a second process creating the same store in the same instant could
-            # lose its (empty) schema to this one's.
-            if not os.path.exists(path):
-                os.rename(temporary, path)
-    finally:
-        for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
 
 
 def _inside(root: str, path: str) -> bool:

@@ -68,6 +68,9 @@ class Network:
     peak: float
 
 
+
+TAP_BATCH = 64  # as conf/tapas/default.yaml: the predictor a search would train
+
 def full_networks(lde: LDE, fingerprint: str) -> list[Network]:
     """D's finished full networks: the largest prefix of each lineage, plus rows without lineage.
 
@@ -245,7 +248,8 @@ def fit_and_predict(lde: LDE, record, dcn: float, networks: Sequence[Network], *
                 f"the dataset(s) within {tau:g} ({', '.join(near)}) have no finished experiment yet")
         return {"pred": None, "examples": 0, "datasets": names, "near": near, "note": note + ": TAP not fitted"}
     started = time.perf_counter()
-    tap = fit(examples, TAPConfig(epochs=epochs, seed=seed, tau=tau if finite else 1.0), lde_count=lde.count())
+    tap = fit(examples, TAPConfig(epochs=epochs, batch_size=TAP_BATCH, seed=seed, tau=tau if finite else 1.0),
+              lde_count=lde.count())
     fit_s = time.perf_counter() - started
     pred = tap.predict([n.arch for n in networks], tuple(record.input_shape), int(record.num_classes), dcn)
     return {"pred": np.asarray(pred, np.float64), "examples": len(examples), "datasets": names,
@@ -354,7 +358,8 @@ def write_markdown(path: str, results: Sequence[HeldOut], skipped: Sequence[str]
              "", "```", "JAX_PLATFORMS=cpu .venv/bin/python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
              "```", "",
              f"LDE `{args.lde}`: {lde.count()} experiments on {len(lde.datasets())} dataset(s). Device: {device}. "
-             f"TAP: `TAPConfig(epochs={args.tap_epochs}, seed={args.seed})`, the paper's other settings "
+             f"TAP: `TAPConfig(epochs={args.tap_epochs}, batch_size={TAP_BATCH}, seed={args.seed})` (the batch of "
+             "nas-search's tapas.batch_size; the paper's 512 is one step per epoch at this LDE size), the paper's other settings "
              f"(LSTMs 50/100, RMSprop 1e-3, batch 512). Proxies: init seed {args.seed}, NASWOT batch {args.batch}. "
              f"Wall time {seconds:.0f} s.", "",
              "Kendall tau-b between each score and the actual peak validation accuracy of the held-out "

@@ -10,8 +10,9 @@ Each run is a `nas-search` subprocess with resume=true under
 
 Reported per arm, mean over seeds and per seed: best validation accuracy,
 its test accuracy, trials to the best, trials to reach --target, and the
-summed trial seconds (the prefilter arm's TAP preparation, DCN included,
-is in its wall seconds, reported separately).
+summed trial seconds (training and evaluation of the trained networks; the
+prefilter arm's one-off preparation, the DCN probe and TAP's fit, is not in
+them: see each run's search.log).
 
     .venv/bin/python experiments/tap_prefilter.py --lde runs/lde_init/lde.sqlite --seeds 0 1 2 --trials 10
     .venv/bin/python experiments/tap_prefilter.py --report-only
@@ -111,9 +112,9 @@ def report(args) -> str:
                   + (", ".join(f"{n} (DCN {d:.3f})" for n, _, d in t.get("neighbours", [])) or "no dataset")
                   + f"; {t.get('how', '')}.", ""]
     header = ("| arm | runs | mean best val | mean test of best | mean trials to best | "
-              f"runs reaching {args.target} | mean trials to {args.target} | mean trial seconds | mean wall seconds | "
+              f"runs reaching {args.target} | mean trials to {args.target} | mean trial seconds | "
               + " | ".join(f"seed {s} val / test (to best)" for s in args.seeds) + " |")
-    lines += [header, "|" + "---|" * (9 + len(args.seeds))]
+    lines += [header, "|" + "---|" * (8 + len(args.seeds))]
     for arm in ARMS:
         done = [(s, runs[(arm, s)]) for s in args.seeds if runs[(arm, s)] and runs[(arm, s)]["curve"].trials]
         curves = [r["curve"] for _, r in done]
@@ -132,7 +133,6 @@ def report(args) -> str:
                      f"{_fmt(_mean(c.trials_to_best() for c in curves), '.1f')} | "
                      f"{sum(x is not None for x in reach)}/{len(curves)} | {_fmt(_mean(reach), '.1f')} | "
                      f"{_fmt(_mean(c.seconds[-1] for c in curves), '.0f')} | "
-                     f"{_fmt(_mean(r['results'].get('wall_seconds') for _, r in done), '.0f')} | "
                      + " | ".join(cells) + " |")
     lines += ["", f"![best so far]({os.path.basename(args.plot)})", ""]
     plot(args, runs)

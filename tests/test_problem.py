@@ -32,7 +32,7 @@ SPACE_CLASS_BEFORE = {
     "manas_transformed": "nas.search.manas.ManasSpace",
 }
 # Strategies added after that: they never had the key.
-NEWER_ARMS = ("dream",)
+NEWER_ARMS = ("dream", "tapas")
 BUDGETS = ("max_trials", "max_time", "target", "max_attempts")
 
 

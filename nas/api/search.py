@@ -173,6 +173,8 @@ def search_configured(cfg: DictConfig, directory: str, data_source: Callable[[],
     max_attempts = settings.max_attempts(cfg.search)
     config = settings.train_config(cfg)  # settings are checked before any data is read
     strategy = settings.repair(cfg, strategy, config)
+    if settings.needs_tap(cfg):  # search.prefilter and the tapas group are checked before any data is read
+        settings.tapas(cfg.tapas)
     spec = data_source() if data_source is not None else from_data_config(cfg.data)
     data = spec.dataset
     predictor = _predictor(cfg, data, directory)

@@ -122,16 +122,20 @@ def overrides_for(arm: Arm, data: str, seed: int, args) -> list[str]:
             *(shared_space(args) if arm.shares_initial_model else []), *arm.overrides, *args.extra]
 
 
-def run(arm: Arm, data: str, seed: int, args) -> dict:
-    """One arm as a nas-search subprocess (niced: the machine is shared); its results.json or an error."""
-    command = ["nice", "-n", str(args.nice), sys.executable, "-m", "nas.cli.search",
-               *overrides_for(arm, data, seed, args)]
+def nas_search(overrides: Sequence[str], nice: int, limit: int = 200) -> dict:
+    """One nas-search subprocess (niced: the machine is shared); its results.json, or {"status": "error: ..."}."""
+    command = ["nice", "-n", str(nice), sys.executable, "-m", "nas.cli.search", *overrides]
     env = dict(os.environ, PYTHONPATH=REPO, WANDB_SILENT="true", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()
-        return {"arm": arm.name, "status": "error: " + lines[-1][:200]}
-    return json.loads(proc.stdout.strip().splitlines()[-1]) | {"arm": arm.name}
+        return {"status": "error: " + lines[-1][:limit]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(arm: Arm, data: str, seed: int, args) -> dict:
+    """One arm as a nas-search subprocess; its results.json or an error."""
+    return nas_search(overrides_for(arm, data, seed, args), args.nice) | {"arm": arm.name}
 
 
 # ------------------------------------------------------------------ pure: curves and tables

@@ -26,13 +26,12 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 from typing import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from experiments.dream_compare import best_so_far, mean_by_trial, read_trials  # noqa: E402
+from experiments.dream_compare import best_so_far, mean_by_trial, nas_search, read_trials  # noqa: E402
 
 RESULTS = os.path.join(REPO, "experiments", "results")
 ARMS = {"random": [], "random+tap": ["search.prefilter=tap"]}
@@ -52,14 +51,7 @@ def overrides_for(arm: str, data: str, seed: int, args) -> list[str]:
 
 
 def run(arm: str, data: str, seed: int, args) -> dict:
-    command = ["nice", "-n", str(args.nice), sys.executable, "-m", "nas.cli.search",
-               *overrides_for(arm, data, seed, args)]
-    env = dict(os.environ, PYTHONPATH=REPO, WANDB_SILENT="true", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        lines = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()
-        return {"arm": arm, "seed": seed, "status": "error: " + lines[-1][:300]}
-    return json.loads(proc.stdout.strip().splitlines()[-1]) | {"arm": arm, "seed": seed}
+    return nas_search(overrides_for(arm, data, seed, args), args.nice, limit=300) | {"arm": arm, "seed": seed}
 
 
 def load(out: str, data: str, seed: int, arm: str) -> dict | None:
